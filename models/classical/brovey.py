@@ -1,0 +1,38 @@
+"""Weighted Brovey transform, bit-compatible with GDAL's pansharpening.
+
+F_b = MS_b * P / I with I = sum_b w_b MS_b (the pseudo-PAN), and F_b = 0 where I = 0,
+as GDAL's ``GDALPansharpenOperation::WeightedBrovey`` does (gdal_pansharpen ``-w``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from models.base import ClassicalMethod, Tile
+from models.registry import ModelInfo, register_model
+
+
+def pseudo_pan(ms: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
+    """I = sum_b w_b MS_b over the band axis of a (B, H, W) cube."""
+    return np.tensordot(np.asarray(weights, dtype=ms.dtype), ms, axes=1)
+
+
+@register_model(
+    ModelInfo(
+        name="brovey",
+        title="Brovey (GDAL-compatible weighted)",
+        family="cs",
+        reference="Gillespie et al., RSE 1987; GDAL gdal_pansharpen",
+        halo=lambda ratio: 0,
+    )
+)
+class Brovey(ClassicalMethod):
+    name = "brovey"
+
+    def apply(self, tile: Tile, coeffs: Any) -> np.ndarray:
+        intensity = pseudo_pan(tile.ms, tile.ctx.weights)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(intensity != 0, tile.pan / intensity, 0.0)
+        return tile.ms * factor
