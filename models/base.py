@@ -29,6 +29,7 @@ class FuseContext:
     ms_gains: tuple[float, ...]  # MTF gains at Nyquist per MS band
     pan_gain: float
     weights: tuple[float, ...]  # pseudo-PAN spectral weights
+    dtype: str = "float64"  # MS data type on disk
     bit_depth: int | None = None
     max_value: float | None = None  # largest valid DN (2^bit_depth - 1), None for floats
     options: dict[str, Any] = field(default_factory=dict)

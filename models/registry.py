@@ -76,6 +76,7 @@ def register_model(info: ModelInfo) -> Callable[[Callable[..., Any]], Callable[.
 def _load_all() -> None:
     """Import the modules that register models (cheap: no torch at import)."""
     import models.classical  # noqa: F401
+    import models.deep  # noqa: F401
 
 
 def model_names(family: str | None = None) -> list[str]:
@@ -96,3 +97,12 @@ def get_entry(name: str) -> Entry:
 def create_model(name: str, **kwargs: Any) -> Any:
     """Instantiate a registered model."""
     return get_entry(name).factory(**kwargs)
+
+
+def available_weights(name: str) -> list[dict[str, Any]]:
+    """Weights known for a model (sensor, bands, ratio, path); classical models need none."""
+    entry = get_entry(name)
+    if not entry.info.needs_weights:
+        return []
+    finder = entry.info.extra.get("weights_finder")
+    return list(finder()) if callable(finder) else []

@@ -66,7 +66,7 @@ class Scene:
 
     @property
     def out_transform(self) -> Affine:
-        return self.pan_transform * Affine.translation(self.window.col_off, self.window.row_off)
+        return self.pan_transform @ Affine.translation(self.window.col_off, self.window.row_off)
 
     @property
     def out_shape(self) -> tuple[int, int]:

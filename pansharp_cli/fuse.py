@@ -1,0 +1,130 @@
+"""``pansharp fuse PAN MS... -m METHOD -o OUT``: parse options, call ``tiling.fuse.fuse_files``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from errors import OptionError
+from models.registry import model_names
+from pansharp_cli.progress import progress_bar, stderr
+from physics.kernels import KERNELS
+from raster.profiles import PROFILES, parse_creation_options
+
+
+def parse_weights(text: str | None) -> list[float] | None:
+    """``"0.1,0.4,0.4,0.1"`` -> floats; a bad value names --band-weights."""
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise OptionError(
+            f"--band-weights {text!r} must be comma-separated numbers, e.g. 0.1,0.4,0.4,0.1"
+        ) from None
+
+
+def fuse(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="PAN file, then the MS: one multi-band file or one file per band (GeoTIFF, VRT).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output COG path.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            help=f"Method ({', '.join(model_names())}); see 'pansharp models'.",
+            autocompletion=lambda: model_names(),
+        ),
+    ] = "gsa",
+    sensor: Annotated[
+        str | None, typer.Option(help="Sensor preset (see 'pansharp sensors'); default: detected.")
+    ] = None,
+    band_weights: Annotated[
+        str | None, typer.Option("--band-weights", "-w", help="Pseudo-PAN weights W1,W2,...")
+    ] = None,
+    resampling: Annotated[
+        str,
+        typer.Option("--resampling", "-r", help=f"MS resampling: {', '.join(KERNELS)}."),
+    ] = "exp",
+    nodata: Annotated[float | None, typer.Option(help="Nodata value of the inputs.")] = None,
+    bit_depth: Annotated[
+        int | None, typer.Option("--bit-depth", help="Radiometric bit depth of the inputs.")
+    ] = None,
+    ratio: Annotated[
+        int | None, typer.Option(help="PAN/MS ratio, for inputs without a georeference.")
+    ] = None,
+    tile: Annotated[int, typer.Option(help="Tile size in PAN pixels.", min=16)] = 512,
+    threads: Annotated[int | None, typer.Option(help="Worker threads (default: all cores).")] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="Output data type (default: the MS type), e.g. float32.")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help=f"Output profile: {', '.join(PROFILES)}.")
+    ] = "deflate",
+    co: Annotated[
+        list[str] | None, typer.Option("--co", help="GDAL creation option KEY=VALUE (repeatable).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Pansharpen a PAN/MS pair into a Cloud-Optimized GeoTIFF."""
+    from tiling.fuse import FuseOptions, fuse_files
+
+    if len(inputs) < 2:
+        raise OptionError("give the PAN file and at least one MS file: pansharp fuse PAN MS... -o OUT")
+    opts = FuseOptions(
+        method=method.strip().lower(),
+        sensor=sensor,
+        band_weights=parse_weights(band_weights),
+        resampling=resampling,
+        nodata=nodata,
+        bit_depth=bit_depth,
+        ratio=ratio,
+        tile=tile,
+        threads=threads,
+        dtype=dtype,
+        profile=profile,
+        creation_options=parse_creation_options(co or []),
+        overwrite=overwrite,
+    )
+    with progress_bar(quiet) as progress:
+        result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
+    summary = {
+        "output": str(Path(result.output)),
+        "method": result.method,
+        "sensor": result.sensor,
+        "ratio": result.ratio,
+        "width": result.width,
+        "height": result.height,
+        "bands": result.bands,
+        "dtype": result.dtype,
+        "pixels": result.pixels,
+        "seconds": round(result.seconds, 3),
+        "megapixels_per_second": round(result.megapixels_per_second, 3),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary))
+    elif not quiet:
+        stderr.print(
+            f"{result.output}: {result.width}x{result.height}x{result.bands} {result.dtype}, "
+            f"{result.pixels / 1e6:.2f} Mpx in {result.seconds:.2f} s "
+            f"({result.megapixels_per_second:.2f} Mpx/s), method {result.method}, "
+            f"sensor {result.sensor}, ratio {result.ratio}",
+            highlight=False,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fuse")(fuse)

@@ -1,0 +1,330 @@
+"""``pansharp fuse`` as a library call: PAN/MS files in, a georeferenced COG out.
+
+Two streaming passes over the tiles when the method has global coefficients (pass 1
+sums each tile's partial statistics, pass 2 fuses with the finished coefficients), one
+otherwise. Nothing here prints: progress goes through the ``progress(phase, done,
+total)`` callback, and the CLI owns the progress bar.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from errors import OptionError
+from models.base import FuseContext, Tile
+from models.registry import ModelInfo, create_model, get_entry
+from physics.kernels import get_kernel
+from physics.sensors import Sensor, detect_sensor, get_sensor
+from raster.cog import CogWriter, check_destination
+from raster.profiles import get_profile
+from raster.scene import Scene, open_scene
+from tiling.engine import Progress, default_threads, parallel_map, sum_partials
+from tiling.reader import TileReader
+from tiling.windows import TileSpec, plan_tiles
+
+GDAL_CACHE_MB = 128  # bounded block cache: memory must not grow with the scene
+
+
+@dataclass
+class FuseOptions:
+    """Every ``fuse`` option, with the CLI's defaults."""
+
+    method: str = "gsa"
+    sensor: str | None = None
+    band_weights: list[float] | None = None
+    resampling: str = "exp"
+    nodata: float | None = None
+    bit_depth: int | None = None
+    ratio: int | None = None
+    tile: int = 512
+    threads: int | None = None
+    dtype: str | None = None  # None: the MS dtype
+    profile: str = "deflate"
+    creation_options: dict[str, str] = field(default_factory=dict)
+    overwrite: bool = False
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FuseResult:
+    output: str
+    method: str
+    sensor: str
+    ratio: int
+    width: int
+    height: int
+    bands: int
+    dtype: str
+    seconds: float
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.pixels / 1e6 / max(self.seconds, 1e-9)
+
+
+def resolve_sensor(scene: Scene, name: str | None) -> Sensor:
+    """``--sensor`` if given, else detected from metadata, else the generic preset."""
+    if name:
+        return get_sensor(name)
+    from pathlib import Path
+
+    found = detect_sensor([Path(p) for p in [scene.pan_path, *scene.ms_paths]], scene.tags)
+    return found or get_sensor("generic")
+
+
+def resolve_bit_depth(scene: Scene, sensor: Sensor, explicit: int | None) -> int | None:
+    """``--bit-depth``, else NBITS metadata, else the sensor's if it fits the dtype, else the dtype's."""
+    dt = np.dtype(scene.dtype)
+    if explicit is not None:
+        if explicit < 1 or (dt.kind in "iu" and explicit > dt.itemsize * 8):
+            raise OptionError(
+                f"--bit-depth {explicit} does not fit the MS data type {dt.name}; "
+                f"give a value from 1 to {dt.itemsize * 8}"
+            )
+        return explicit
+    if scene.bit_depth:
+        return scene.bit_depth
+    if dt.kind in "iu":
+        if sensor.bit_depth and sensor.bit_depth <= dt.itemsize * 8:
+            return sensor.bit_depth if dt.kind == "u" else None
+        return dt.itemsize * 8 if dt.kind == "u" else None
+    return None
+
+
+def build_context(
+    scene: Scene, sensor: Sensor, opts: FuseOptions, bit_depth: int | None
+) -> FuseContext:
+    n = scene.n_bands
+    if opts.band_weights is not None:
+        if len(opts.band_weights) != n:
+            raise OptionError(
+                f"--band-weights has {len(opts.band_weights)} values but the MS has {n} bands; "
+                f"give {n} comma-separated weights"
+            )
+        weights = tuple(float(w) for w in opts.band_weights)
+    else:
+        weights = sensor.band_weights(n)
+    max_value = float(2**bit_depth - 1) if bit_depth else None
+    return FuseContext(
+        ratio=scene.ratio,
+        n_bands=n,
+        ms_gains=sensor.gains(n),
+        pan_gain=sensor.pan_gnyq,
+        weights=weights,
+        dtype=scene.dtype,
+        bit_depth=bit_depth,
+        max_value=max_value,
+        options=dict(opts.method_options),
+    )
+
+
+def check_method(info: ModelInfo, scene: Scene) -> None:
+    n = scene.n_bands
+    if n < info.min_bands or (info.max_bands is not None and n > info.max_bands):
+        hi = info.max_bands if info.max_bands is not None else "any"
+        raise OptionError(
+            f"method {info.name!r} takes {info.min_bands} to {hi} MS bands, the MS has {n}; "
+            "choose another -m (see pansharp models)"
+        )
+    if info.ratios is not None and scene.ratio not in info.ratios:
+        raise OptionError(
+            f"method {info.name!r} supports ratios {list(info.ratios)}, the scene has "
+            f"{scene.ratio}; choose another -m"
+        )
+
+
+def run_method(
+    scene: Scene,
+    method_name: str,
+    ctx: FuseContext,
+    sink: Callable[[TileSpec, np.ndarray, np.ndarray], None],
+    *,
+    resampling: str = "exp",
+    tile: int = 512,
+    threads: int | None = None,
+    dtype: Any = np.float32,
+    progress: Progress | None = None,
+) -> None:
+    """Stream ``scene`` through a classical method; ``sink(spec, fused_core, valid_core)``."""
+    entry = get_entry(method_name)
+    check_method(entry.info, scene)
+    get_kernel(resampling)
+    method = create_model(method_name, **ctx.options)
+    halo = entry.info.halo(scene.ratio)
+    h, w = scene.out_shape
+    specs = plan_tiles(h, w, tile, halo)
+    total = sum(s.pixels for s in specs)
+    nthreads = threads or default_threads()
+    reader = TileReader(scene, ctx, resampling=resampling, dtype=dtype)
+    report = progress or (lambda phase, done, tot: None)
+    try:
+        coeffs = None
+        if entry.info.needs_fit:
+            totals: dict[str, Any] = {}
+            done = [0]
+
+            def fit_consume(spec: TileSpec, part: dict[str, Any]) -> None:
+                sum_partials(totals, part)
+                done[0] += spec.pixels
+                report("fit", done[0], total)
+
+            report("fit", 0, total)
+            parallel_map(
+                specs, lambda s: method.fit_tile(reader.read(s)), fit_consume, nthreads
+            )
+            coeffs = method.fit_finish(totals, ctx)
+
+        def work(spec: TileSpec) -> tuple[np.ndarray, np.ndarray]:
+            t: Tile = reader.read(spec)
+            out = method.apply(t, coeffs)
+            return out[(slice(None), *t.core)], t.valid[t.core]
+
+        done2 = [0]
+
+        def consume(spec: TileSpec, res: tuple[np.ndarray, np.ndarray]) -> None:
+            sink(spec, *res)
+            done2[0] += spec.pixels
+            report("fuse", done2[0], total)
+
+        report("fuse", 0, total)
+        parallel_map(specs, work, consume, nthreads, max_inflight=nthreads + 2)
+    finally:
+        reader.close()
+
+
+def to_output(
+    fused: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None, max_value: float | None
+) -> np.ndarray:
+    """Round and clip to the output type's range (and the bit depth), nodata where invalid.
+
+    A valid pixel that would equal the nodata value is nudged by one DN (GDAL does the
+    same) so that data never turns into nodata.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        hi = min(float(info.max), max_value) if max_value else float(info.max)
+        out = np.clip(np.rint(fused), info.min, hi).astype(dt)
+        if nodata is not None:
+            nd = dt.type(nodata)
+            hit = valid[None] & (out == nd)
+            if hit.any():
+                out[hit] = nd + 1 if nd < hi else nd - 1
+            out[:, ~valid] = nd
+    else:
+        out = fused.astype(dt)
+        bad = ~np.isfinite(out)
+        if nodata is not None:
+            out[:, ~valid] = nodata
+            out[bad] = nodata
+        else:
+            out[:, ~valid] = np.nan
+    return out
+
+
+def fuse_files(
+    pan: str,
+    ms: list[str],
+    out: str,
+    opts: FuseOptions,
+    progress: Progress | None = None,
+) -> FuseResult:
+    """Fuse PAN and MS files into the COG ``out``; see the module docstring."""
+    t0 = time.perf_counter()
+    check_destination(out, opts.overwrite)
+    get_entry(opts.method)
+    creation = get_profile(opts.profile)
+    creation.update(opts.creation_options)
+    nthreads = opts.threads or default_threads()
+    creation.setdefault("NUM_THREADS", str(nthreads))
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS=str(nthreads)):
+        scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
+        sensor = resolve_sensor(scene, opts.sensor)
+        bit_depth = resolve_bit_depth(scene, sensor, opts.bit_depth)
+        ctx = build_context(scene, sensor, opts, bit_depth)
+        check_method(get_entry(opts.method).info, scene)
+        out_dtype = opts.dtype or scene.dtype
+        if opts.dtype and np.dtype(opts.dtype).kind not in "iuf":
+            raise OptionError(f"--dtype {opts.dtype} is not a numeric type; use e.g. float32")
+        nodata = scene.ms_nodata if scene.ms_nodata is not None else scene.pan_nodata
+        if nodata is not None and not _fits(nodata, out_dtype):
+            nodata = None
+        h, w = scene.out_shape
+        tags = {
+            "PANSHARP_METHOD": opts.method,
+            "PANSHARP_SENSOR": sensor.name,
+            "PANSHARP_RATIO": str(scene.ratio),
+        }
+        if bit_depth:
+            tags["PANSHARP_BIT_DEPTH"] = str(bit_depth)
+        writer = CogWriter(
+            out,
+            overwrite=opts.overwrite,
+            count=scene.n_bands,
+            height=h,
+            width=w,
+            dtype=out_dtype,
+            crs=scene.crs,
+            transform=scene.out_transform,
+            nodata=nodata,
+            creation_options=creation,
+            descriptions=_descriptions(scene, sensor),
+            colorinterp=scene.colorinterp,
+            tags=tags,
+        )
+        clip_max = ctx.max_value if np.dtype(out_dtype).kind in "iu" else None
+        with writer:
+
+            def sink(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> None:
+                writer.write(to_output(fused, valid, out_dtype, nodata, clip_max), spec.row, spec.col)
+
+            run_method(
+                scene,
+                opts.method,
+                ctx,
+                sink,
+                resampling=opts.resampling,
+                tile=opts.tile,
+                threads=nthreads,
+                progress=progress,
+            )
+            if progress:
+                progress("write", 0, 1)
+            writer.commit()
+            if progress:
+                progress("write", 1, 1)
+    return FuseResult(
+        output=str(out),
+        method=opts.method,
+        sensor=sensor.name,
+        ratio=scene.ratio,
+        width=w,
+        height=h,
+        bands=scene.n_bands,
+        dtype=out_dtype,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _fits(value: float, dtype: str) -> bool:
+    dt = np.dtype(dtype)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return float(value).is_integer() and info.min <= value <= info.max
+    return True
+
+
+def _descriptions(scene: Scene, sensor: Sensor) -> list[str | None]:
+    """MS band descriptions; where a band has none, the sensor's band name."""
+    names = list(sensor.band_names) if len(sensor.band_names) >= scene.n_bands else []
+    return [d or (names[i] if names else None) for i, d in enumerate(scene.descriptions)]
