@@ -14,6 +14,17 @@ import sys
 import click
 import typer
 
+try:  # typer >= 0.24 vendors its own copy of click; catch both
+    from typer._click import exceptions as _tx
+
+    _USAGE = (click.UsageError, _tx.UsageError)
+    _CLICK = (click.ClickException, _tx.ClickException)
+    _NOARGS: tuple[type, ...] = (_tx.NoArgsIsHelpError,)
+except ImportError:  # pragma: no cover - older typer
+    _USAGE = (click.UsageError,)
+    _CLICK = (click.ClickException,)
+    _NOARGS = ()
+
 from errors import Interrupted, PansharpError
 
 app = typer.Typer(
@@ -50,22 +61,34 @@ def fail(message: str, code: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point with one-line errors."""
     signal.signal(signal.SIGTERM, _sigterm)
+    # Even when started with SIGINT ignored (a background job of a non-interactive
+    # shell), Ctrl-C / kill -INT must stop the run and clean the partial output.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
+        # typer turns KeyboardInterrupt into an exit code of 130 and returns it here
+        if rv == 130:
+            fail("interrupted; no output was written", 130)
+        if isinstance(rv, int) and rv != 0:
+            raise SystemExit(rv)
     except Interrupted:
         fail("interrupted; no output was written", 130)
     except KeyboardInterrupt:
         fail("interrupted; no output was written", 130)
     except PansharpError as exc:
         fail(str(exc), exc.exit_code)
-    except click.exceptions.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
-    except click.exceptions.Abort:
+    except (click.exceptions.Exit, typer.Exit) as exc:
+        raise SystemExit(getattr(exc, "exit_code", 0)) from None
+    except (click.exceptions.Abort, typer.Abort):
         fail("aborted", 130)
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+    except _NOARGS as exc:
+        sys.stdout.write(exc.ctx.get_help() + "\n")  # type: ignore[attr-defined]
+        raise SystemExit(2) from None
+    except _USAGE as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx else ""
         fail(f"{exc.format_message()}{hint}", 2)
-    except click.ClickException as exc:
+    except _CLICK as exc:
         fail(exc.format_message(), exc.exit_code)
 
 

@@ -35,8 +35,14 @@ def check_destination(dest: str | os.PathLike, overwrite: bool) -> Path:
         raise OutputError(f"output {path} exists; pass --overwrite to replace it")
     if not folder.is_dir():
         raise OutputError(f"output folder {folder} does not exist; create it or change -o/--output")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder {folder} is not writable; change -o/--output")
+    try:  # a real probe: os.access says yes to root even on read-only file systems
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"output folder {folder} is not writable ({exc.strerror}); change -o/--output"
+        ) from None
     return path
 
 
