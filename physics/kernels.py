@@ -167,6 +167,6 @@ def axis_matrix(
         # Only rows that are off by more than rounding: at the toolbox's grid phases the
         # 23-tap taps sum to 1 - 4e-10 and are kept bit-for-bit.
         s = mat.sum(axis=1, keepdims=True)
-        s[(s == 0) | (np.abs(s - 1.0) < 1e-6)] = 1.0
+        s[(s == 0) | (np.abs(s - 1.0) < 1e-9)] = 1.0
         mat /= s
     return mat

@@ -1,0 +1,185 @@
+"""Registry-driven checks of every deep network at its published size.
+
+Shapes, finiteness, gradients reaching every parameter, a receptive field no wider than
+the registered halo (what the tiling engine trusts), tiles equal to the whole image,
+and a few optimiser steps lowering the loss on a fixed batch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.deep.common import count_params
+from models.deep.runtime import predict
+from models.registry import create_model, get_entry, model_names
+
+DEEP = model_names("deep")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads() -> None:
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+
+def _inputs(n: int, b: int, h: int, w: int, dtype=torch.float32):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(n, b, h, w, generator=g, dtype=dtype), torch.rand(
+        n, 1, h, w, generator=g, dtype=dtype
+    )
+
+
+def _local(name: str, n_bands: int = 4, **kw):
+    """The published network, strictly local (LAGNet without its global harmonic bias)."""
+    if name == "lagnet":
+        kw.setdefault("global_bias", False)
+    return create_model(name, n_bands=n_bands, **kw)
+
+
+def test_all_published_networks_registered():
+    assert set(DEEP) == {"pnn", "pannet", "dicnn", "fusionnet", "lagnet"}
+
+
+def test_listing_models_does_not_import_torch():
+    code = (
+        "import sys; from models.registry import model_names, get_entry, available_weights;"
+        "names = model_names('deep'); [get_entry(n).info.to_dict() for n in names];"
+        "[available_weights(n) for n in names];"
+        "assert 'torch' not in sys.modules, 'torch imported'; print(len(names))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "5"
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_registry_metadata_matches_network(name):
+    info = get_entry(name).info
+    assert info.family == "deep" and info.needs_weights
+    assert "2^bit_depth - 1" in info.normalisation
+    assert info.licence and info.reference
+    net4 = create_model(name, n_bands=4)
+    net8 = create_model(name, n_bands=8)
+    assert count_params(net4) == info.params
+    assert count_params(net8) == info.extra["params_8_bands"]
+    for ratio in (2, 4):
+        assert info.halo(ratio) == net4.halo
+    assert info.extra["global_context"] is (name == "lagnet")
+
+
+@pytest.mark.parametrize("name", DEEP)
+@pytest.mark.parametrize("n_bands", [1, 4, 8])
+def test_forward_shape_and_finite(name, n_bands):
+    net = create_model(name, n_bands=n_bands)
+    ms, pan = _inputs(2, n_bands, 33, 40)
+    out = net(ms, pan)
+    assert out.shape == (2, n_bands, 33, 40)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_wrong_inputs_rejected(name):
+    net = create_model(name, n_bands=4)
+    ms, pan = _inputs(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="4 bands"):
+        net(ms, pan)
+    ms, pan = _inputs(1, 4, 16, 16)
+    with pytest.raises(ValueError, match="pan must be"):
+        net(ms, pan[:, :, :8])
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_gradients_reach_every_parameter(name):
+    net = create_model(name, n_bands=4)
+    ms, pan = _inputs(2, 4, 24, 24)
+    target = torch.rand(2, 4, 24, 24, generator=torch.Generator().manual_seed(5))
+    (net(ms, pan) - target).abs().mean().backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None, f"{name}.{pname}: no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name}.{pname}: non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{name}.{pname}: zero gradient"
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_receptive_field_equals_halo(name):
+    """d out[centre] / d inputs is zero beyond the halo and non-zero at its edge."""
+    halo = get_entry(name).info.halo(4)
+    net = _local(name).double()
+    size, c = 2 * halo + 17, halo + 8
+    ms, pan = _inputs(1, 4, size, size, torch.float64)
+    ms.requires_grad_(True)
+    pan.requires_grad_(True)
+    net(ms, pan)[0, :, c, c].sum().backward()
+    grad = ms.grad.abs().sum(dim=(0, 1)) + pan.grad.abs().sum(dim=(0, 1))
+    rows, cols = torch.nonzero(grad > 0, as_tuple=True)
+    reach = int(max((rows - c).abs().max(), (cols - c).abs().max()))
+    assert reach == halo, f"{name}: receptive half-width {reach}, registry says {halo}"
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_tile_core_equals_whole_image(name):
+    """A tile read with the halo reproduces the whole-image output in its core."""
+    halo = get_entry(name).info.halo(2)
+    net = _local(name).eval()
+    ms, pan = _inputs(1, 4, 64, 64)
+    with torch.inference_mode():
+        whole = net(ms, pan)
+        r0, r1, c0, c1 = 20, 44, 16, 40
+        sl = (slice(None), slice(None), slice(r0 - halo, r1 + halo), slice(c0 - halo, c1 + halo))
+        tile = net(ms[sl], pan[sl])
+    core = tile[:, :, halo:-halo, halo:-halo]
+    torch.testing.assert_close(core, whole[:, :, r0:r1, c0:c1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_few_steps_lower_loss_on_fixed_batch(name):
+    net = create_model(name, n_bands=4)
+    g = torch.Generator().manual_seed(3)
+    ms = torch.rand(4, 4, 16, 16, generator=g)
+    pan = ms.mean(1, keepdim=True) + 0.1 * torch.rand(4, 1, 16, 16, generator=g)
+    target = (ms + 0.2 * (pan - ms.mean(1, keepdim=True))).clamp(0, 1)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(25):
+        loss = (net(ms, pan) - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], f"{name}: {losses[0]:.4f} -> {losses[-1]:.4f}"
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_predict_numpy_roundtrip_and_scaling(name):
+    net = create_model(name, n_bands=3).eval()
+    rng = np.random.default_rng(0)
+    ms = rng.uniform(0, 255, (2, 3, 20, 20))
+    pan = rng.uniform(0, 255, (2, 20, 20))
+    out = predict(net, ms, pan, bit_depth=8)
+    assert out.dtype == np.float32 and out.shape == ms.shape
+    with torch.inference_mode():
+        ref = net(torch.tensor(ms / 255, dtype=torch.float32), torch.tensor(pan[:, None] / 255,
+                  dtype=torch.float32)) * 255
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-3)
+    # one patch without the batch axis, chunked batches agree with one pass
+    single = predict(net, ms[0], pan[0], bit_depth=8)
+    np.testing.assert_allclose(single, out[0], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(predict(net, ms, pan, 8, batch_size=1), out, rtol=1e-5, atol=1e-3)
+    assert net.training is False
+
+
+def test_predict_masks_non_finite_inputs():
+    net = create_model("lagnet", n_bands=2).eval()
+    ms = np.full((1, 2, 16, 16), 100.0)
+    ms[0, 0, 3, 3] = np.nan
+    out = predict(net, ms, np.full((1, 1, 16, 16), 100.0), bit_depth=8)
+    assert np.isfinite(out).all()
