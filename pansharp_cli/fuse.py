@@ -63,7 +63,9 @@ def fuse(
         int | None, typer.Option(help="PAN/MS ratio, for inputs without a georeference.")
     ] = None,
     tile: Annotated[int, typer.Option(help="Tile size in PAN pixels.", min=16)] = 512,
-    threads: Annotated[int | None, typer.Option(help="Worker threads (default: all cores).")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Worker threads (default: all cores).")
+    ] = None,
     dtype: Annotated[
         str | None, typer.Option(help="Output data type (default: the MS type), e.g. float32.")
     ] = None,
@@ -74,7 +76,9 @@ def fuse(
         list[str] | None, typer.Option("--co", help="GDAL creation option KEY=VALUE (repeatable).")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")
+    ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
     ] = False,
@@ -83,7 +87,9 @@ def fuse(
     from tiling.fuse import FuseOptions, fuse_files
 
     if len(inputs) < 2:
-        raise OptionError("give the PAN file and at least one MS file: pansharp fuse PAN MS... -o OUT")
+        raise OptionError(
+            "give the PAN file and at least one MS file: pansharp fuse PAN MS... -o OUT"
+        )
     opts = FuseOptions(
         method=method.strip().lower(),
         sensor=sensor,

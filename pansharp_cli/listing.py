@@ -1,4 +1,4 @@
-"""``pansharp models`` and ``pansharp sensors``: the registry and the presets, as a table or JSON."""
+"""``pansharp models`` and ``pansharp sensors``: registry and presets, as a table or JSON."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def degraded_ms_transform(gt_transform: Affine, ratio: int) -> Affine:
     Its origin is half a GT pixel right of and below the GT origin (quality.md A.2), so
     a geometry-aware interpolator lands each sample where the toolbox's EXP does.
     """
-    shift = gt_transform * (0.5, 0.5)
+    shift = gt_transform @ (0.5, 0.5)
     return Affine(
         gt_transform.a * ratio,
         gt_transform.b * ratio,

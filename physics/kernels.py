@@ -97,9 +97,7 @@ def cubic_kernel(d: np.ndarray, a: float = -0.5) -> np.ndarray:
 def cubicspline_kernel(d: np.ndarray) -> np.ndarray:
     """Cubic B-spline (GDAL's ``cubicspline`` smoothing kernel), support 2."""
     x = np.abs(np.asarray(d, dtype=np.float64))
-    return np.where(
-        x < 1, (4 - 6 * x**2 + 3 * x**3) / 6, np.where(x < 2, (2 - x) ** 3 / 6, 0.0)
-    )
+    return np.where(x < 1, (4 - 6 * x**2 + 3 * x**3) / 6, np.where(x < 2, (2 - x) ** 3 / 6, 0.0))
 
 
 def lanczos_kernel(d: np.ndarray, a: int = 3) -> np.ndarray:
@@ -134,9 +132,7 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(m < n, m, period - 1 - m)
 
 
-def axis_matrix(
-    src_pos: np.ndarray, n_src: int, kernel: str, normalise: bool = True
-) -> np.ndarray:
+def axis_matrix(src_pos: np.ndarray, n_src: int, kernel: str, normalise: bool = True) -> np.ndarray:
     """Dense (n_dst, n_src) matrix that resamples one axis.
 
     ``src_pos[i]`` is the continuous source index (sample j's centre at j) that output

@@ -189,9 +189,11 @@ def open_scene(
                 descriptions.append(ds.descriptions[i - 1])
                 colorinterp.append(ds.colorinterp[i - 1])
     assert ms_meta is not None
-    ms_dtype = np.result_type(*[_dtype_of(b.path) for b in bands]).name if len(ms) > 1 else ms_meta[
-        "dtype"
-    ]
+    ms_dtype = (
+        np.result_type(*[_dtype_of(b.path) for b in bands]).name
+        if len(ms) > 1
+        else ms_meta["dtype"]
+    )
     geo = pan_meta["geo"] and ms_meta["geo"]
     warp = None
     if geo:

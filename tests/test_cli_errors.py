@@ -84,8 +84,15 @@ def test_pan_with_several_bands(scene, tmp_path, capsys):
 
 def _write(path: Path, arr: np.ndarray, transform: Affine) -> None:
     with rasterio.open(
-        path, "w", driver="GTiff", count=arr.shape[0], height=arr.shape[1], width=arr.shape[2],
-        dtype="uint16", crs="EPSG:32631", transform=transform,
+        path,
+        "w",
+        driver="GTiff",
+        count=arr.shape[0],
+        height=arr.shape[1],
+        width=arr.shape[2],
+        dtype="uint16",
+        crs="EPSG:32631",
+        transform=transform,
     ) as ds:
         ds.write(arr.astype("uint16"))
 
@@ -190,14 +197,30 @@ def test_bad_creation_option_and_usage_error(scene, tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.skipif(shutil.which("pansharp") is None, reason="pansharp console script not installed")
+@pytest.mark.skipif(
+    shutil.which("pansharp") is None, reason="pansharp console script not installed"
+)
 def test_sigint_leaves_nothing(make_scene, tmp_path):
     s = make_scene(pan_shape=(2048, 2048), ratio=4, bands=4, name="big")
     out = tmp_path / "out.tif"
     proc = subprocess.Popen(
-        ["pansharp", "fuse", s.pan, *s.ms, "-o", str(out), "-m", "exp", "--tile", "64",
-         "--threads", "1", "-q"],
-        stderr=subprocess.PIPE, text=True,
+        [
+            "pansharp",
+            "fuse",
+            s.pan,
+            *s.ms,
+            "-o",
+            str(out),
+            "-m",
+            "exp",
+            "--tile",
+            "64",
+            "--threads",
+            "1",
+            "-q",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     time.sleep(2.5)
     assert proc.poll() is None, "run finished before it could be interrupted; enlarge the scene"

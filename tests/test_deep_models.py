@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _torch_threads() -> None:
-    torch.set_num_threads(2)
+def _torch_threads() -> Iterator[None]:
+    """One thread: these tensors are tiny, and OpenMP threads spin badly on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
 
 
 def _inputs(n: int, b: int, h: int, w: int, dtype=torch.float32):
@@ -167,8 +172,13 @@ def test_predict_numpy_roundtrip_and_scaling(name):
     out = predict(net, ms, pan, bit_depth=8)
     assert out.dtype == np.float32 and out.shape == ms.shape
     with torch.inference_mode():
-        ref = net(torch.tensor(ms / 255, dtype=torch.float32), torch.tensor(pan[:, None] / 255,
-                  dtype=torch.float32)) * 255
+        ref = (
+            net(
+                torch.tensor(ms / 255, dtype=torch.float32),
+                torch.tensor(pan[:, None] / 255, dtype=torch.float32),
+            )
+            * 255
+        )
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-3)
     # one patch without the batch axis, chunked batches agree with one pass
     single = predict(net, ms[0], pan[0], bit_depth=8)

@@ -49,13 +49,27 @@ def _ramp_pair(tmp: Path, offset_px: float, ratio: int) -> tuple[str, str]:
     east = ms_t.c + (cols + 0.5) * ms_t.a
     ms = np.broadcast_to(east, (h, w)).astype("float32")
     with rasterio.open(
-        tmp / "ms.tif", "w", driver="GTiff", count=1, height=h, width=w, dtype="float32",
-        crs="EPSG:32633", transform=ms_t,
+        tmp / "ms.tif",
+        "w",
+        driver="GTiff",
+        count=1,
+        height=h,
+        width=w,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=ms_t,
     ) as ds:
         ds.write(ms, 1)
     with rasterio.open(
-        tmp / "pan.tif", "w", driver="GTiff", count=1, height=h * ratio, width=w * ratio,
-        dtype="float32", crs="EPSG:32633", transform=Affine(px, 0, 1000.0, 0, -px, 9000.0),
+        tmp / "pan.tif",
+        "w",
+        driver="GTiff",
+        count=1,
+        height=h * ratio,
+        width=w * ratio,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=Affine(px, 0, 1000.0, 0, -px, 9000.0),
     ) as ds:
         ds.write(np.ones((h * ratio, w * ratio), "float32"), 1)
     return str(tmp / "pan.tif"), str(tmp / "ms.tif")
@@ -74,7 +88,9 @@ def test_ms_lands_where_its_coordinates_say(tmp_path, offset, resampling):
         t = o.transform
     east = t.c + (np.arange(o.width) + 0.5) * t.a
     inner = slice(60, -60)
-    np.testing.assert_allclose(fused[10:-10, inner], np.broadcast_to(east, fused.shape)[10:-10, inner], atol=1e-2)
+    np.testing.assert_allclose(
+        fused[10:-10, inner], np.broadcast_to(east, fused.shape)[10:-10, inner], atol=1e-2
+    )
 
 
 def test_ratio_tolerates_worldview_pixel_sizes(tmp_path):
@@ -95,13 +111,21 @@ def test_reprojected_ms_matches_native(tmp_path):
     ms = (1000 + 300 * np.sin(xx / 9.0) + 200 * np.cos(yy / 7.0)).astype("float32")[None]
     kw = dict(driver="GTiff", count=1, dtype="float32", crs="EPSG:32631")
     with rasterio.open(
-        tmp_path / "ms.tif", "w", height=h, width=w,
-        transform=Affine(2, 0, 500000, 0, -2, 5000000), **kw,
+        tmp_path / "ms.tif",
+        "w",
+        height=h,
+        width=w,
+        transform=Affine(2, 0, 500000, 0, -2, 5000000),
+        **kw,
     ) as d:
         d.write(ms)
     with rasterio.open(
-        tmp_path / "pan.tif", "w", height=4 * h, width=4 * w,
-        transform=Affine(0.5, 0, 500000, 0, -0.5, 5000000), **kw,
+        tmp_path / "pan.tif",
+        "w",
+        height=4 * h,
+        width=4 * w,
+        transform=Affine(0.5, 0, 500000, 0, -0.5, 5000000),
+        **kw,
     ) as d:
         d.write(np.ones((1, 4 * h, 4 * w), "float32"))
     with rasterio.open(tmp_path / "ms.tif") as src:

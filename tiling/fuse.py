@@ -83,7 +83,7 @@ def resolve_sensor(scene: Scene, name: str | None) -> Sensor:
 
 
 def resolve_bit_depth(scene: Scene, sensor: Sensor, explicit: int | None) -> int | None:
-    """``--bit-depth``, else NBITS metadata, else the sensor's if it fits the dtype, else the dtype's."""
+    """``--bit-depth``, else NBITS metadata, else the sensor's if it fits, else the dtype's."""
     dt = np.dtype(scene.dtype)
     if explicit is not None:
         if explicit < 1 or (dt.kind in "iu" and explicit > dt.itemsize * 8):
@@ -179,9 +179,7 @@ def run_method(
                 report("fit", done[0], total)
 
             report("fit", 0, total)
-            parallel_map(
-                specs, lambda s: method.fit_tile(reader.read(s)), fit_consume, nthreads
-            )
+            parallel_map(specs, lambda s: method.fit_tile(reader.read(s)), fit_consume, nthreads)
             coeffs = method.fit_finish(totals, ctx)
 
         def work(spec: TileSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -286,7 +284,9 @@ def fuse_files(
         with writer:
 
             def sink(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> None:
-                writer.write(to_output(fused, valid, out_dtype, nodata, clip_max), spec.row, spec.col)
+                writer.write(
+                    to_output(fused, valid, out_dtype, nodata, clip_max), spec.row, spec.col
+                )
 
             run_method(
                 scene,

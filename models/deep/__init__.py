@@ -1,0 +1,139 @@
+"""Deep pansharpening networks; importing this package registers them all, without torch.
+
+Listing models (``pansharp models``, the CLI's ``-m`` choices) must stay cheap, so this
+module holds only metadata: every factory imports its torch network module lazily when
+called. The networks share one interface (see :mod:`models.deep.common`):
+``net(ms_up, pan)`` with ``ms_up`` (N, B, H, W) the MS interpolated onto the PAN grid by
+the 23-tap EXP and ``pan`` (N, 1, H, W), both divided by ``2^bit_depth - 1``; the output
+is the (N, B, H, W) fused image in the same units.
+
+``halo`` is the receptive-field half-width in PAN pixels of the published
+configuration: every layer works on the PAN grid with "same" padding, so it does not
+depend on the ratio (the MS interpolation's own support is the engine's business, as for
+EXP). ``params`` is the parameter count at the published size for 4 bands (QuickBird,
+GaoFen-2, Landsat 8 B2-B5); ``extra["params_8_bands"]`` gives WorldView-2/3's.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from models.registry import ModelInfo, register_model
+
+NORMALISATION = "divide by 2^bit_depth - 1 (inputs and output in [0, 1]); output scaled back"
+LICENCE = "MIT (pansharp implementation of the published architecture; no upstream code)"
+DEFAULT_WEIGHTS = "models/deep/weights/<model>_<sensor>.safetensors, or --weights FILE"
+
+
+def _lazy_factory(module: str, cls: str) -> Callable[..., Any]:
+    """Factory importing ``models.deep.<module>`` (and so torch) only when called."""
+
+    def factory(n_bands: int, **kwargs: Any) -> Any:
+        mod = importlib.import_module(f"models.deep.{module}")
+        return getattr(mod, cls)(n_bands=n_bands, **kwargs)
+
+    factory.__name__ = f"create_{module}"
+    factory.__doc__ = f"Build models.deep.{module}.{cls}(n_bands, **kwargs) (imports torch)."
+    return factory
+
+
+def _weights_finder(model: str) -> Callable[[], list[dict[str, Any]]]:
+    """Torch-free lister of the shipped weights of ``model`` (registry ``available_weights``)."""
+
+    def finder() -> list[dict[str, Any]]:
+        from models.deep.card import list_default_weights
+
+        return list_default_weights(model)
+
+    return finder
+
+
+def _register(
+    name: str,
+    cls: str,
+    title: str,
+    reference: str,
+    halo: int,
+    params: int,
+    params_8: int,
+    **extra: Any,
+) -> None:
+    info = ModelInfo(
+        name=name,
+        title=title,
+        family="deep",
+        reference=reference,
+        halo=lambda ratio, _h=halo: _h,
+        min_bands=1,
+        max_bands=None,
+        needs_weights=True,
+        normalisation=NORMALISATION,
+        licence=LICENCE,
+        params=params,
+        extra={
+            "params_at": "4 bands, published size",
+            "params_8_bands": params_8,
+            "default_weights": DEFAULT_WEIGHTS,
+            "global_context": False,
+            "inputs": "ms_up = interp23(MS) on the PAN grid (N, B, H, W), pan (N, 1, H, W)",
+            "weights_finder": _weights_finder(name),
+            **extra,
+        },
+    )
+    register_model(info)(_lazy_factory(name, cls))
+
+
+_register(
+    "pnn",
+    "PNN",
+    "PNN (CNN pansharpening, 3 layers 9-5-5)",
+    "Masi, Cozzolino, Verdoliva & Scarpa, Remote Sensing 8(7):594, 2016",
+    halo=8,  # 9x9, 5x5, 5x5 convs: 4 + 2 + 2
+    params=80_420,
+    params_8=104_360,
+    notes="'same' padding instead of valid convolutions; no radiometric-index inputs",
+)
+_register(
+    "pannet",
+    "PanNet",
+    "PanNet (high-pass inputs, ResNet, MS skip)",
+    "Yang, Fu, Hu, Huang, Ding & Paisley, ICCV 2017",
+    halo=12,  # 5x5 box high-pass (2) + 10 3x3 convs (10)
+    params=76_612,
+    params_8=78_920,
+    notes="high-pass taken on ms_up (EXP) instead of a learned ratio-4 deconvolution",
+)
+_register(
+    "dicnn",
+    "DiCNN",
+    "DiCNN1 (detail-injection CNN)",
+    "He, Rao, Li, Chanussot, Plaza, Zhu & Li, IEEE JSTARS 12(4):1188-1204, 2019",
+    halo=3,  # 3 3x3 convs
+    params=42_180,
+    params_8=46_792,
+)
+_register(
+    "fusionnet",
+    "FusionNet",
+    "FusionNet (PAN - MS_up details, 4 ResBlocks)",
+    "Deng, Vivone, Jin & Chanussot, IEEE TGRS 59(8):6995-7010, 2021",
+    halo=10,  # 10 3x3 convs
+    params=76_324,
+    params_8=78_632,
+)
+_register(
+    "lagnet",
+    "LAGNet",
+    "LAGNet (LAGConv: local-context adaptive kernels, global harmonic bias)",
+    "Jin, Zhang, Jiang, Vivone & Deng, AAAI 2022",
+    halo=12,  # 12 3x3 LAGConvs; the global harmonic bias also sees the whole tile
+    params=148_457,
+    params_8=151_397,
+    global_context=True,
+    global_context_note=(
+        "the global harmonic bias pools over the whole tile: tiled output differs "
+        "slightly from a whole-image run; global_bias=False makes it strictly local"
+    ),
+)

@@ -1,0 +1,123 @@
+"""LAGNet: the network built on LAGConv (Jin, Zhang, Jiang, Vivone & Deng, "LAGConv:
+Local-context adaptive convolution kernels with global harmonic bias for
+pansharpening", AAAI 2022).
+
+A standard convolution applies one kernel everywhere; pansharpening needs pixel-wise
+care (edges vs. flat fields), so LAGConv modulates the kernel at every pixel:
+
+- local-context adaptive (LCA) kernel: a small branch (k x k conv to k^2 maps, ReLU,
+  1x1, ReLU, 1x1, sigmoid) turns each pixel's k x k neighbourhood into k^2 weights in
+  (0, 1) that multiply the neighbourhood before the shared static kernel is applied;
+- global harmonic (GH) bias: global average pooling, then 1x1 conv, ReLU, 1x1 conv,
+  gives a per-image, per-output-channel bias replacing the static one, so every pixel's
+  response also depends on the whole image's content.
+
+LAGNet (published size): MS_up stacked with PAN -> LAGConv to 32 maps + ReLU -> 5 residual
+blocks of two LAGConvs (32 maps) -> LAGConv to B bands, added to MS_up.
+
+Tiling caveat: the GH bias pools over the whole input, so a tiled run is not exactly
+the whole-image run (the pooled mean is the tile's, halo included). The registry marks
+this with ``extra["global_context"] = True``; ``global_bias=False`` removes the GH bias
+(the paper's ablation) and makes the network strictly local (halo 12).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.deep.common import PansharpNet
+
+
+class LAGConv(nn.Module):
+    """k x k convolution with local-context adaptive kernels and a global harmonic bias."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 3, global_bias: bool = True) -> None:
+        super().__init__()
+        if k % 2 == 0:
+            raise ValueError(f"LAGConv needs an odd kernel size, got {k}")
+        self.c_in, self.c_out, self.k = c_in, c_out, k
+        k2 = k * k
+        self.context = nn.Sequential(
+            nn.Conv2d(c_in, k2, k, padding=k // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(k2, k2, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(k2, k2, 1),
+            nn.Sigmoid(),
+        )
+        self.harmonic: nn.Module | None = None
+        if global_bias:
+            self.harmonic = nn.Sequential(
+                nn.AdaptiveAvgPool2d(1),
+                nn.Conv2d(c_in, c_out, 1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(c_out, c_out, 1),
+            )
+        self.weight = nn.Parameter(torch.empty(c_out, c_in, k, k))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        k2 = self.k * self.k
+        modulation = self.context(x).unsqueeze(1)  # (N, 1, k^2, H, W), shared over channels
+        patches = F.unfold(x, self.k, padding=self.k // 2).view(n, c, k2, h, w)
+        modulated = (patches * modulation).view(n, c * k2, h * w)
+        y = torch.matmul(self.weight.view(self.c_out, c * k2), modulated).view(n, self.c_out, h, w)
+        if self.harmonic is not None:
+            y = y + self.harmonic(x)
+        return y
+
+
+class LACRB(nn.Module):
+    """Residual block of two LAGConvs with a ReLU between them."""
+
+    def __init__(self, channels: int, k: int, global_bias: bool) -> None:
+        super().__init__()
+        self.conv1 = LAGConv(channels, channels, k, global_bias)
+        self.conv2 = LAGConv(channels, channels, k, global_bias)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class LAGNet(PansharpNet):
+    """LAGNet; ``channels=32``, ``n_blocks=5``, ``kernel=3``, GH bias on, as published."""
+
+    name = "lagnet"
+
+    def __init__(
+        self,
+        n_bands: int,
+        channels: int = 32,
+        n_blocks: int = 5,
+        kernel: int = 3,
+        global_bias: bool = True,
+    ) -> None:
+        super().__init__(
+            n_bands,
+            channels=int(channels),
+            n_blocks=int(n_blocks),
+            kernel=int(kernel),
+            global_bias=bool(global_bias),
+        )
+        self.head = LAGConv(n_bands + 1, channels, kernel, global_bias)
+        self.relu = nn.ReLU(inplace=True)
+        self.blocks = nn.Sequential(
+            *(LACRB(channels, kernel, global_bias) for _ in range(n_blocks))
+        )
+        self.tail = LAGConv(channels, n_bands, kernel, global_bias)
+
+    @property
+    def halo(self) -> int:
+        """Half-width of the local receptive field (the GH bias is global, see module doc)."""
+        return (self.config["kernel"] // 2) * (2 + 2 * self.config["n_blocks"])
+
+    def forward(self, ms_up: torch.Tensor, pan: torch.Tensor) -> torch.Tensor:
+        self.check_inputs(ms_up, pan)
+        x = self.relu(self.head(torch.cat([ms_up, pan], dim=1)))
+        return ms_up + self.tail(self.blocks(x))

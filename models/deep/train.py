@@ -1,0 +1,457 @@
+"""Training the deep models by Wald's protocol, with checkpoints and resume; no printing.
+
+:func:`train` takes (PAN, MS) numpy pairs already read by the caller, degrades them
+(:mod:`models.deep.data`), and fits the network with an L1 loss (the loss of most recent
+pansharpening networks, less sensitive than L2 to the rare large residuals of clouds
+and saturated pixels), AdamW, a linear warm-up then a cosine learning-rate decay, all
+seeded. Progress goes to a ``progress(dict)`` callback so the CLI decides what to show.
+
+Checkpoints (every ``checkpoint_every`` steps and at the end) are two safetensors files
+next to the output, never pickles: ``<out>.ckpt.safetensors`` is a normal weights file
+with its card (loadable with :func:`load_weights`), ``<out>.ckpt.optim.safetensors``
+holds the AdamW moments and, in its header, the step, the sampler's RNG state and the
+parameter groups, so a resumed run continues exactly where the checkpoint left off.
+
+The inference helpers (:func:`predict`, :func:`select_device`,
+:func:`run_with_oom_fallback`) live in :mod:`models.deep.runtime` and are re-exported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from errors import OptionError, WeightsError
+from models.deep.card import WeightsCard, read_card
+from models.deep.data import WaldScene, grid_patches, prepare_scenes, sample_batch, split_scenes
+from models.deep.runtime import (
+    autocast,
+    check_precision,
+    predict,
+    run_with_oom_fallback,
+    scale_for,
+    select_device,
+)
+from models.deep.weights import check_card, load_state, save_tensors, save_weights
+from models.registry import create_model, get_entry
+from physics.sensors import Sensor, get_sensor
+
+__all__ = [
+    "TrainResult",
+    "checkpoint_paths",
+    "predict",
+    "run_with_oom_fallback",
+    "select_device",
+    "train",
+]
+
+Progress = Callable[[dict[str, Any]], None]
+
+DEFAULT_BATCH = 16
+DEFAULT_LR = 5e-4
+DEFAULT_WEIGHT_DECAY = 1e-4
+DEFAULT_VAL_FRACTION = 0.1
+DEFAULT_CHECKPOINT_EVERY = 500
+MIN_LR_FRACTION = 0.01  # cosine decays to 1 % of the peak learning rate
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` wrote: final weights, their card, the latest checkpoint."""
+
+    weights: Path
+    card: WeightsCard
+    checkpoint: Path
+    steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def checkpoint_paths(out_path: Path | str) -> tuple[Path, Path]:
+    """(weights checkpoint, optimizer checkpoint) written beside ``out_path``."""
+    p = Path(out_path)
+    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.name
+    return p.with_name(f"{stem}.ckpt.safetensors"), p.with_name(f"{stem}.ckpt.optim.safetensors")
+
+
+def _resume_paths(resume: Path | str) -> tuple[Path, Path]:
+    p = Path(resume)
+    if p.name.endswith(".ckpt.safetensors"):
+        w, o = p, p.with_name(p.name[: -len(".ckpt.safetensors")] + ".ckpt.optim.safetensors")
+    else:
+        w, o = checkpoint_paths(p)
+    if not w.is_file() or not o.is_file():
+        raise WeightsError(
+            f"cannot resume from {resume}: need both {w.name} and {o.name} in {w.parent}; "
+            f"--resume takes the .ckpt.safetensors file written while training"
+        )
+    return w, o
+
+
+def _bit_depth(
+    bit_depth: int | None, sensor: Sensor, pairs: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> int | None:
+    """Explicit value, else the sensor preset's, else the integer dtype's width."""
+    if bit_depth is not None:
+        return int(bit_depth)
+    if sensor.bit_depth is not None:
+        return sensor.bit_depth
+    dt = np.asarray(pairs[0][1]).dtype
+    if np.issubdtype(dt, np.integer):
+        return dt.itemsize * 8
+    raise OptionError(
+        f"sensor {sensor.name!r} has no bit depth and the MS is {dt}: pass --bit-depth "
+        f"(inputs are divided by 2^bit_depth - 1) or a sensor preset with --sensor"
+    )
+
+
+def _lr_at(
+    step: int, base: float, total: int | None, run_elapsed: float, time_limit: float | None
+) -> float:
+    """Linear warm-up, then cosine decay over the run (by steps, or by time if only that)."""
+    fracs = []
+    if total:
+        fracs.append(step / total)
+    if time_limit:
+        fracs.append(run_elapsed / time_limit)
+    frac = min(1.0, max(fracs)) if fracs else 0.0
+    warmup = max(1, min(200, (total or 2000) // 20))
+    warm = min(1.0, (step + 1) / warmup)
+    cosine = MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * frac))
+    return base * warm * cosine
+
+
+def _evaluate(
+    model: nn.Module,
+    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    batch: int,
+    precision: str,
+) -> dict[str, float] | None:
+    """L1 and PSNR (peak 1 = 2^bit_depth - 1) on the held-out patches, plus EXP's L1."""
+    if val is None:
+        return None
+    ms, pan, tgt = val
+    out = predict(model, ms, pan, None, batch_size=batch, precision=precision)
+    err = out.astype(np.float64) - tgt
+    mse = float(np.mean(err**2))
+    return {
+        "val_l1": float(np.mean(np.abs(err))),
+        "val_l1_exp": float(np.mean(np.abs(ms.astype(np.float64) - tgt))),
+        "val_psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
+        "val_patches": int(ms.shape[0]),
+    }
+
+
+def _save_checkpoint(
+    paths: tuple[Path, Path],
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    card: WeightsCard,
+    trainer: dict[str, Any],
+) -> None:
+    """Weights+card, then optimizer moments + trainer state (JSON in the header)."""
+    save_weights(paths[0], model, card)
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for pid, st in sd["state"].items():
+        for key, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{pid}.{key}"] = v.reshape(-1) if v.ndim == 0 else v
+                if v.ndim == 0:
+                    scalars[f"{pid}.{key}"] = "0-dim"
+            else:
+                scalars[f"{pid}.{key}"] = v
+    meta = {
+        "trainer": json.dumps({**trainer, "param_groups": sd["param_groups"], "scalars": scalars})
+    }
+    save_tensors(paths[1], tensors, meta)
+
+
+def _load_optimizer(path: Path, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore AdamW's state from the optimizer checkpoint; returns the trainer state."""
+    tensors, meta = load_state(path)
+    try:
+        trainer = json.loads(meta["trainer"])
+        scalars = trainer.pop("scalars")
+        state: dict[int, dict[str, Any]] = {}
+        for name, v in tensors.items():
+            _, pid, key = name.split(".", 2)
+            zero_dim = scalars.get(f"{pid}.{key}") == "0-dim"
+            state.setdefault(int(pid), {})[key] = v.reshape(()) if zero_dim else v
+        for name, v in scalars.items():
+            if v != "0-dim":
+                pid, key = name.split(".", 1)
+                state.setdefault(int(pid), {})[key] = v
+        opt.load_state_dict({"state": state, "param_groups": trainer.pop("param_groups")})
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: unusable optimizer checkpoint ({exc})") from exc
+    return trainer
+
+
+def train(
+    model_name: str,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    sensor: str | Sensor,
+    ratio: int,
+    out_path: Path | str,
+    steps: int | None = None,
+    epochs: float | None = None,
+    time_limit: float | None = None,
+    patch: int = 64,
+    batch_size: int = DEFAULT_BATCH,
+    lr: float = DEFAULT_LR,
+    seed: int = 0,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    resume: Path | str | None = None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    progress: Progress | None = None,
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
+    bit_depth: int | None = None,
+    scene_names: Sequence[str] | None = None,
+    band_names: Sequence[str] | None = None,
+    nodata: float | None = None,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    progress_every: int = 10,
+    max_val_patches: int = 64,
+) -> TrainResult:
+    """Train ``model_name`` on ``pairs`` by Wald's protocol and write weights + card.
+
+    ``pairs``: (PAN (H, W), MS (B, h, w)) arrays in DN, one per scene; whole scenes are
+    held out for validation (``val_fraction``). Stops at the first of ``steps``,
+    ``epochs`` (one epoch = as many patches as the training scenes hold pixels /
+    ``patch``^2) and ``time_limit`` seconds (of this call); ``resume`` continues a
+    checkpoint, counting ``steps``/``epochs`` from the start of the first run.
+    ``progress`` receives dicts with at least ``step``, ``loss`` (mean L1 since the last
+    call, normalised units) and ``val`` (dict of metrics, or None between validations).
+    """
+    t0 = time.monotonic()
+    entry = get_entry(model_name)
+    if entry.info.family != "deep":
+        raise OptionError(f"-m {model_name} is not a deep model; nothing to train")
+    model_name = entry.info.name
+    if ratio < 2 or ratio & (ratio - 1):
+        raise OptionError(f"--ratio must be a power of two >= 2 (23-tap EXP), got {ratio}")
+    if steps is None and epochs is None and time_limit is None:
+        raise OptionError("give at least one of --steps, --epochs or --time-limit")
+    for flag, v in (("--steps", steps), ("--epochs", epochs), ("--time-limit", time_limit)):
+        if v is not None and v <= 0:
+            raise OptionError(f"{flag} must be > 0, got {v}")
+    if patch < 8 or batch_size < 1 or checkpoint_every < 1 or lr <= 0:
+        raise OptionError(
+            f"need --patch >= 8, --batch-size >= 1, --checkpoint-every >= 1 and --lr > 0 "
+            f"(got {patch}, {batch_size}, {checkpoint_every}, {lr})"
+        )
+    precision = check_precision(precision)
+    sensor_obj = sensor if isinstance(sensor, Sensor) else get_sensor(sensor)
+    depth = _bit_depth(bit_depth, sensor_obj, pairs)
+    scale = scale_for(depth)
+    dev = select_device(device)
+
+    scenes = prepare_scenes(pairs, sensor_obj.gains, ratio, scale, scene_names, nodata)
+    n_bands = scenes[0].ms_up.shape[0]
+    train_scenes, val_scenes = split_scenes(scenes, val_fraction, seed)
+    counts = np.array([s.count_valid(patch) for s in train_scenes], dtype=np.float64)
+    if counts.sum() == 0:
+        largest = max(s.shape for s in train_scenes)
+        raise OptionError(
+            f"--patch {patch} does not fit in any training scene free of nodata (largest "
+            f"degraded scene {largest[0]}x{largest[1]}); use a smaller --patch"
+        )
+    used: list[WaldScene] = [s for s, c in zip(train_scenes, counts, strict=True) if c > 0]
+    probs = counts[counts > 0] / counts.sum()
+    val = grid_patches(val_scenes, patch, max_val_patches)
+    steps_per_epoch = max(1, math.ceil(counts.sum() / patch**2 / batch_size))
+    targets = [int(steps)] if steps is not None else []
+    if epochs is not None:
+        targets.append(max(1, math.ceil(epochs * steps_per_epoch)))
+    total = min(targets) if targets else None
+
+    ckpt = checkpoint_paths(out_path)
+    rng = np.random.default_rng(seed)
+    step, elapsed_before, val_history = 0, 0.0, []
+    resumed_from: str | None = None
+    torch.manual_seed(seed)
+    if resume is not None:
+        w_path, o_path = _resume_paths(resume)
+        card0 = read_card(w_path)
+        check_card(card0, w_path, model_name, n_bands, ratio, sensor_obj.name)
+        wanted = {"n_bands": n_bands, **(model_kwargs or {})}
+        if model_kwargs and any(card0.kwargs.get(k) != v for k, v in wanted.items()):
+            raise OptionError(
+                f"model options {model_kwargs} differ from the checkpoint's {card0.kwargs}; "
+                f"resume without them or start a new run"
+            )
+        model = create_model(model_name, **card0.kwargs)
+        tensors, _ = load_state(w_path)
+        model.load_state_dict(tensors)
+    else:
+        model = create_model(model_name, n_bands=n_bands, **(model_kwargs or {}))
+    model.to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if resume is not None:
+        trainer = _load_optimizer(o_path, opt)
+        if trainer.get("step") != card0.steps or trainer.get("n_pairs") != len(pairs):
+            raise WeightsError(
+                f"cannot resume from {w_path}: its optimizer file is from step "
+                f"{trainer.get('step')} with {trainer.get('n_pairs')} scenes (weights: step "
+                f"{card0.steps}, now {len(pairs)} scenes); resume with the same scenes"
+            )
+        step = int(trainer["step"])
+        elapsed_before = float(trainer.get("elapsed", 0.0))
+        val_history = list(trainer.get("val_history", []))
+        rng.bit_generator.state = trainer["rng"]
+        resumed_from = str(w_path)
+    use_scaler = dev.type == "cuda" and precision == "fp16"
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    if band_names is not None and len(band_names) != n_bands:
+        raise OptionError(f"{len(band_names)} band names for {n_bands} MS bands")
+    history: list[dict[str, Any]] = []
+    names = [s.name for s in scenes]
+    saved: dict[str, Any] = {"step": -1, "val": None}
+
+    def card_now(validation: dict[str, Any] | None) -> WeightsCard:
+        return WeightsCard(
+            model=model_name,
+            kwargs=dict(model.config),
+            sensor=sensor_obj.name,
+            band_names=list(band_names) if band_names else _band_names(sensor_obj, n_bands),
+            ratio=ratio,
+            bit_depth=depth,
+            scale=scale,
+            training_scenes=[s.name for s in train_scenes],
+            steps=step,
+            training={
+                "protocol": "Wald (physics.degrade.wald_pair, interp23 input)",
+                "val_scenes": [s.name for s in val_scenes],
+                "patch": patch,
+                "batch_size": batch_size,
+                "epochs": round(step / steps_per_epoch, 4),
+                "loss": "L1",
+                "optimizer": f"AdamW(lr={lr}, weight_decay={weight_decay})",
+                "schedule": "linear warm-up, cosine decay to 1 %",
+                "seed": seed,
+                "elapsed_s": round(elapsed_before + time.monotonic() - t0, 2),
+                "device": str(dev),
+                "precision": precision,
+                "nodata": nodata,
+                "resumed_from": resumed_from,
+            },
+            validation=validation
+            or {"note": "no held-out scene: give >= 2 pairs and val_fraction > 0"},
+        )
+
+    def emit(info: dict[str, Any]) -> None:
+        history.append(info)
+        if progress is not None:
+            progress(info)
+
+    def checkpoint(validation: dict[str, Any] | None) -> None:
+        if validation is not None:
+            val_history.append({"step": step, **validation})
+        trainer = {
+            "step": step,
+            "n_pairs": len(pairs),
+            "elapsed": elapsed_before + time.monotonic() - t0,
+            "rng": rng.bit_generator.state,
+            "val_history": val_history,
+            "scenes": names,
+        }
+        _save_checkpoint(ckpt, model, opt, card_now(validation), trainer)
+        saved.update(step=step, val=validation)
+
+    loss_sum = torch.zeros((), device=dev)
+    loss_n = 0
+    last_loss: float | None = None
+    while True:
+        run_elapsed = time.monotonic() - t0
+        if (total is not None and step >= total) or (time_limit and run_elapsed >= time_limit):
+            break
+        ms, pan, tgt = sample_batch(rng, used, probs, patch, batch_size)
+        cur_lr = _lr_at(step, lr, total, run_elapsed, time_limit)
+        for group in opt.param_groups:
+            group["lr"] = cur_lr
+        with autocast(dev, precision):
+            out = model(torch.from_numpy(ms).to(dev), torch.from_numpy(pan).to(dev))
+        loss = F.l1_loss(out.float(), torch.from_numpy(tgt).to(dev))
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        step += 1
+        loss_sum += loss.detach()
+        loss_n += 1
+        last = total is not None and step >= total
+        at_ckpt = step % checkpoint_every == 0
+        if step % progress_every == 0 or last or at_ckpt:
+            mean_loss = last_loss = float(loss_sum) / loss_n
+            if not math.isfinite(mean_loss):
+                raise OptionError(
+                    f"training diverged (loss {mean_loss} at step {step}); lower --lr"
+                )
+            metrics = _evaluate(model, val, batch_size, precision) if at_ckpt else None
+            if at_ckpt:
+                checkpoint(metrics)
+                model.train()
+            emit(
+                {
+                    "event": "checkpoint" if at_ckpt else "step",
+                    "step": step,
+                    "steps_total": total,
+                    "epoch": step / steps_per_epoch,
+                    "loss": mean_loss,
+                    "val": metrics,
+                    "lr": cur_lr,
+                    "elapsed": time.monotonic() - t0,
+                    "checkpoint": str(ckpt[0]) if at_ckpt else None,
+                }
+            )
+            loss_sum.zero_()
+            loss_n = 0
+
+    if saved["step"] == step:
+        metrics = saved["val"]
+    else:
+        metrics = _evaluate(model, val, batch_size, precision)
+        checkpoint(metrics)
+    card = card_now(metrics)
+    save_weights(out_path, model, card)
+    emit(
+        {
+            "event": "done",
+            "step": step,
+            "steps_total": total,
+            "epoch": step / steps_per_epoch,
+            "loss": float(loss_sum) / loss_n if loss_n else last_loss,
+            "val": metrics,
+            "lr": None,
+            "elapsed": time.monotonic() - t0,
+            "checkpoint": str(ckpt[0]),
+            "weights": str(out_path),
+        }
+    )
+    return TrainResult(Path(out_path), card, ckpt[0], step, history)
+
+
+def _band_names(sensor: Sensor, n_bands: int) -> list[str]:
+    """The preset's band names when it has one per band, else b1..bB."""
+    if len(sensor.band_names) == n_bands:
+        return list(sensor.band_names)
+    return [f"b{i + 1}" for i in range(n_bands)]
