@@ -145,9 +145,8 @@ def main() -> None:
     if len(results) > 1:
         base = results[0]["pansharp_peak_rss_mb"]
         for r in results[1:]:
-            print(
-                f"peak RSS {r['size']} vs {results[0]['size']}: {r['pansharp_peak_rss_mb'] / base:.3f}"
-            )
+            growth = r["pansharp_peak_rss_mb"] / base
+            print(f"pansharp peak RSS {r['size']} vs {results[0]['size']}: {growth:.3f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
 
