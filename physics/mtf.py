@@ -10,7 +10,14 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+
+
+def _ndimage():
+    """scipy.ndimage, imported on first use (it costs ~0.4 s of CLI start-up)."""
+    from scipy import ndimage
+
+    return ndimage
+
 
 MTF_SIZE = 41  # taps of the FIR filter; half-width 20 is the halo a filtered tile needs
 MTF_HALF = MTF_SIZE // 2
@@ -61,7 +68,7 @@ def mtf_kernel(gnyq: float, ratio: int, size: int = MTF_SIZE) -> np.ndarray:
 def mtf_filter(img: np.ndarray, gnyq: float, ratio: int) -> np.ndarray:
     """Filter one 2-D band with the sensor MTF: correlation, 'same' size, replicated borders."""
     h = mtf_kernel(float(gnyq), int(ratio))
-    return ndimage.correlate(np.asarray(img, dtype=np.float64), h, mode="nearest")
+    return _ndimage().correlate(np.asarray(img, dtype=np.float64), h, mode="nearest")
 
 
 def mtf_filter_bands(cube: np.ndarray, gains: np.ndarray | list[float], ratio: int) -> np.ndarray:

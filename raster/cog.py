@@ -108,6 +108,13 @@ class CogWriter:
         """Write a (B, h, w) block whose top-left pixel is (row, col)."""
         self._ds.write(block, window=Window(col, row, block.shape[2], block.shape[1]))
 
+    # Same two-step interface as the streaming writer: nothing to do in the workers.
+    def encode(self, block: np.ndarray, row: int, col: int) -> tuple[np.ndarray, int, int]:
+        return block, row, col
+
+    def put(self, encoded: tuple[np.ndarray, int, int]) -> None:
+        self.write(*encoded)
+
     def commit(self) -> Path:
         """Finish the stage file, copy it to COG beside the destination, rename."""
         ds = self._ds

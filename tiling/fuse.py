@@ -22,6 +22,7 @@ from models.registry import ModelInfo, create_model, get_entry
 from physics.kernels import get_kernel
 from physics.sensors import Sensor, detect_sensor, get_sensor
 from raster.cog import CogWriter, check_destination
+from raster.fastcog import StreamingCogWriter, supports
 from raster.profiles import get_profile
 from raster.scene import Scene, open_scene
 from tiling.engine import Progress, default_threads, parallel_map, sum_partials
@@ -49,6 +50,15 @@ class FuseOptions:
     creation_options: dict[str, str] = field(default_factory=dict)
     overwrite: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
+    # deep models only (tiling.deep): weights file (None: the registry's default for the
+    # model and sensor), device, batch size (None: auto), precision, patch size and
+    # overlap in PAN pixels (None: from the receptive field)
+    weights: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    precision: str = "fp32"
+    patch: int | None = None
+    overlap: int | None = None
 
 
 @dataclass
@@ -147,18 +157,33 @@ def run_method(
     scene: Scene,
     method_name: str,
     ctx: FuseContext,
-    sink: Callable[[TileSpec, np.ndarray, np.ndarray], None],
+    sink: Callable[..., None],
     *,
     resampling: str = "exp",
     tile: int = 512,
     threads: int | None = None,
     dtype: Any = np.float32,
     progress: Progress | None = None,
+    post: Callable[[TileSpec, np.ndarray, np.ndarray], Any] | None = None,
+    deep: Any = None,
 ) -> None:
-    """Stream ``scene`` through a classical method; ``sink(spec, fused_core, valid_core)``."""
+    """Stream ``scene`` through a classical method, or a deep one loaded in ``deep``
+    (:func:`tiling.deep.load_deep`; the deep engine sends full-width strips aligned to
+    ``tile`` rows and calls ``post`` in this thread).
+
+    Calls ``sink(spec, fused_core, valid_core)`` in this thread for every tile; with
+    ``post``, the worker thread first runs ``post(spec, fused_core, valid_core)`` (e.g.
+    conversion and compression, so they run in parallel too) and the sink receives
+    ``sink(spec, post_result)``.
+    """
     entry = get_entry(method_name)
     check_method(entry.info, scene)
     get_kernel(resampling)
+    if entry.info.family == "deep":
+        from tiling.deep import run_deep_method
+
+        run_deep_method(scene, method_name, ctx, sink, deep, resampling, tile, progress, post)
+        return
     method = create_model(method_name, **ctx.options)
     halo = entry.info.halo(scene.ratio)
     h, w = scene.out_shape
@@ -182,14 +207,15 @@ def run_method(
             parallel_map(specs, lambda s: method.fit_tile(reader.read(s)), fit_consume, nthreads)
             coeffs = method.fit_finish(totals, ctx)
 
-        def work(spec: TileSpec) -> tuple[np.ndarray, np.ndarray]:
+        def work(spec: TileSpec) -> Any:
             t: Tile = reader.read(spec)
             out = method.apply(t, coeffs)
-            return out[(slice(None), *t.core)], t.valid[t.core]
+            fused, valid = out[(slice(None), *t.core)], t.valid[t.core]
+            return (post(spec, fused, valid),) if post else (fused, valid)
 
         done2 = [0]
 
-        def consume(spec: TileSpec, res: tuple[np.ndarray, np.ndarray]) -> None:
+        def consume(spec: TileSpec, res: tuple[Any, ...]) -> None:
             sink(spec, *res)
             done2[0] += spec.pixels
             report("fuse", done2[0], total)
@@ -263,9 +289,16 @@ def fuse_files(
             "PANSHARP_SENSOR": sensor.name,
             "PANSHARP_RATIO": str(scene.ratio),
         }
+        deep = None
+        if get_entry(opts.method).info.family == "deep":  # weights checked before any output
+            from tiling.deep import load_for_fuse
+
+            deep = load_for_fuse(scene, sensor.name, opts, bit_depth)
+            tags.update(deep.tags())
         if bit_depth:
             tags["PANSHARP_BIT_DEPTH"] = str(bit_depth)
-        writer = CogWriter(
+        writer_cls = StreamingCogWriter if supports(creation, opts.tile) else CogWriter
+        writer = writer_cls(
             out,
             overwrite=opts.overwrite,
             count=scene.n_bands,
@@ -283,10 +316,12 @@ def fuse_files(
         clip_max = ctx.max_value if np.dtype(out_dtype).kind in "iu" else None
         with writer:
 
-            def sink(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> None:
-                writer.write(
-                    to_output(fused, valid, out_dtype, nodata, clip_max), spec.row, spec.col
-                )
+            def encode(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> Any:
+                block = to_output(fused, valid, out_dtype, nodata, clip_max)
+                return writer.encode(block, spec.row, spec.col)
+
+            def sink(spec: TileSpec, encoded: Any) -> None:
+                writer.put(encoded)
 
             run_method(
                 scene,
@@ -297,6 +332,8 @@ def fuse_files(
                 tile=opts.tile,
                 threads=nthreads,
                 progress=progress,
+                post=encode,
+                deep=deep,
             )
             if progress:
                 progress("write", 0, 1)

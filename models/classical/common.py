@@ -26,12 +26,18 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
-from scipy.optimize import nnls
 
 from models.base import Tile
 from physics.mtf import MTF_HALF, MTF_SIZE, mtf_filter, mtf_filter_bands
 from physics.resample import _imresize_matrix, resample_cube
+
+
+def _ndimage():
+    """scipy.ndimage, imported on first use (it costs ~0.4 s of CLI start-up)."""
+    from scipy import ndimage
+
+    return ndimage
+
 
 F64 = np.float64
 
@@ -135,6 +141,8 @@ def sign_constrained_lstsq(gram: np.ndarray, rhs: np.ndarray, signs: np.ndarray)
     root = np.sqrt(e[keep])
     a = root[:, None] * v[:, keep].T
     b = (v[:, keep].T @ c) / root
+    from scipy.optimize import nnls  # lazy: keeps CLI start-up fast
+
     s, _ = nnls(a, b, maxiter=50 * d.size)
     return d * s
 
@@ -146,7 +154,7 @@ def erode(mask: np.ndarray, half: int) -> np.ndarray:
     """Pixels whose (2 half + 1)^2 neighbourhood is all True; outside the array is False."""
     if half <= 0:
         return mask.astype(bool, copy=True)
-    m = ndimage.minimum_filter(mask.astype(np.uint8), size=2 * half + 1, mode="constant", cval=0)
+    m = _ndimage().minimum_filter(mask.astype(np.uint8), size=2 * half + 1, mode="constant", cval=0)
     return m.astype(bool)
 
 
@@ -268,8 +276,8 @@ def starck_murtagh_lowpass(img: np.ndarray, ratio: int) -> np.ndarray:
     """Separable B3-spline approximation of the last two axes, half-sample symmetric
     borders (the ``'sym'`` extension of ``ndwt2``)."""
     k = starck_murtagh_kernel(ratio)
-    out = ndimage.correlate1d(np.asarray(img, dtype=F64), k, axis=-1, mode="reflect")
-    return ndimage.correlate1d(out, k, axis=-2, mode="reflect")
+    out = _ndimage().correlate1d(np.asarray(img, dtype=F64), k, axis=-1, mode="reflect")
+    return _ndimage().correlate1d(out, k, axis=-2, mode="reflect")
 
 
 def bicubic_reach(ratio: int) -> int:

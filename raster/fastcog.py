@@ -1,0 +1,428 @@
+"""A streaming Cloud-Optimized GeoTIFF writer: tiles are compressed as they are computed.
+
+Why not GDAL's COG driver: it can only copy a finished dataset, so every pixel is
+written twice and compressed once more at the end, single-file and after the compute
+(measured on an 8000^2 x 4 uint16 Brovey run: 11 s of fusion followed by 25 s of COG
+copy). Here each worker thread applies the TIFF predictor, DEFLATE-compresses its
+tiles (libdeflate, GIL released) and computes its 2x2 share of the first overview;
+the calling thread appends the bytes to a scratch file. ``commit`` builds the smaller
+overviews from the first one, lays the file out as the COG specification wants (IFDs
+first, then the smallest overview's tiles ... the full resolution last; the GDAL
+"ghost" header announcing that layout) and renames it onto the destination. GeoTIFF
+and GDAL metadata tags come from a 1x1 template written by GDAL itself.
+
+Options outside what this writer implements (other codecs, JPEG, masks ...) fall back
+to GDAL's COG driver (:class:`raster.cog.CogWriter`); see :func:`supports`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import struct
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from errors import OptionError, OutputError
+from raster.cog import check_destination
+from raster.tiff import (
+    LONG,
+    LONG8,
+    OVERVIEW_TEMPLATE_TAGS,
+    SHORT,
+    TEMPLATE_TAGS,
+    Tag,
+    encode_ifd,
+    float_predictor,
+    horizontal_predictor,
+    ifd_size,
+    read_ifd0_tags,
+    tag,
+)
+
+_KNOWN = {"BLOCKSIZE", "COMPRESS", "LEVEL", "PREDICTOR", "NUM_THREADS", "BIGTIFF"}
+_KNOWN |= {"OVERVIEWS", "OVERVIEW_RESAMPLING", "OVERVIEW_COUNT"}
+
+
+def supports(creation_options: dict[str, str], tile: int) -> bool:
+    """True when this writer implements every option and the engine tiles align with blocks."""
+    opts = {k.upper(): str(v).upper() for k, v in creation_options.items()}
+    if set(opts) - _KNOWN:
+        return False
+    if opts.get("COMPRESS", "DEFLATE") not in ("DEFLATE", "NONE"):
+        return False
+    if opts.get("OVERVIEW_RESAMPLING", "AVERAGE") not in ("AVERAGE", "NEAREST"):
+        return False
+    if opts.get("OVERVIEWS", "AUTO") not in ("AUTO", "NONE", "IGNORE_EXISTING"):
+        return False
+    block = int(opts.get("BLOCKSIZE", 512))
+    return block % 16 == 0 and tile % block == 0
+
+
+@dataclass
+class Encoded:
+    """What a worker hands back: compressed tiles and its share of the first overview."""
+
+    tiles: list[tuple[int, int, bytes]]  # (tile row, tile col, bytes)
+    overview: np.ndarray | None  # (h/2, w/2, B) in the output type
+    row: int
+    col: int
+
+
+@dataclass
+class _Level:
+    height: int
+    width: int
+    offsets: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)
+    path: Path | None = None
+
+
+class StreamingCogWriter:
+    """Context manager with the same ``write``/``commit`` interface as ``CogWriter``,
+    plus ``encode`` (thread-safe, heavy) and ``put`` (calling thread, light)."""
+
+    def __init__(
+        self,
+        dest: str | os.PathLike,
+        *,
+        overwrite: bool,
+        count: int,
+        height: int,
+        width: int,
+        dtype: str,
+        crs: Any,
+        transform: Any,
+        nodata: float | None,
+        creation_options: dict[str, str],
+        descriptions: list[str | None] | None = None,
+        colorinterp: list | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.dest = check_destination(dest, overwrite)
+        self.count, self.height, self.width = count, height, width
+        self.dtype = np.dtype(dtype)
+        self.crs, self.transform, self.nodata = crs, transform, nodata
+        self.descriptions, self.colorinterp, self.tags = descriptions, colorinterp, tags or {}
+        opts = {k.upper(): str(v) for k, v in creation_options.items()}
+        self.block = int(opts.get("BLOCKSIZE", 512))
+        self.compress = opts.get("COMPRESS", "DEFLATE").upper()
+        self.level = int(opts.get("LEVEL", 6))
+        self.predictor = self._predictor(opts.get("PREDICTOR", "NO").upper())
+        threads = opts.get("NUM_THREADS", "ALL_CPUS").upper()
+        self.threads = (os.cpu_count() or 1) if threads == "ALL_CPUS" else max(1, int(threads))
+        self.bigtiff = opts.get("BIGTIFF", "IF_NEEDED").upper()
+        self.resampling = opts.get("OVERVIEW_RESAMPLING", "AVERAGE").upper()
+        n_ovr = 0
+        if opts.get("OVERVIEWS", "AUTO").upper() != "NONE":
+            while max(math.ceil(height / 2**n_ovr), math.ceil(width / 2**n_ovr)) > self.block:
+                n_ovr += 1
+            if "OVERVIEW_COUNT" in opts:
+                n_ovr = min(n_ovr, int(opts["OVERVIEW_COUNT"]))
+        self.levels = [
+            _Level(math.ceil(height / 2**k), math.ceil(width / 2**k)) for k in range(n_ovr + 1)
+        ]
+        self._tmpdir: Path | None = None
+        self._main_fd: int | None = None
+        self._main_size = 0
+        self._ovr_fd: int | None = None
+
+    def _predictor(self, value: str) -> int:
+        if self.compress == "NONE" or value in ("NO", "1", "NONE", "FALSE"):
+            return 1
+        if value in ("YES", "TRUE", "STANDARD", "2", "FLOATING_POINT", "3"):
+            want = 3 if self.dtype.kind == "f" else 2
+            if value in ("2", "STANDARD") and self.dtype.kind == "f":
+                raise OptionError("--co PREDICTOR=2 needs integer data; use PREDICTOR=3 for floats")
+            if value in ("3", "FLOATING_POINT") and self.dtype.kind != "f":
+                raise OptionError("--co PREDICTOR=3 needs float data; use PREDICTOR=2")
+            return want
+        raise OptionError(f"--co PREDICTOR={value} is not one of NO, YES, 2, 3")
+
+    # -- life cycle -------------------------------------------------------------------
+    def __enter__(self) -> StreamingCogWriter:
+        folder = self.dest.parent if str(self.dest.parent) else Path(".")
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=folder))
+        self.levels[0].path = self._tmpdir / "level0.bin"
+        self._main_fd = os.open(self.levels[0].path, os.O_WRONLY | os.O_CREAT, 0o600)
+        if len(self.levels) > 1:
+            self._ovr_fd = os.open(self._tmpdir / "ovr1.raw", os.O_RDWR | os.O_CREAT, 0o600)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in (self._main_fd, self._ovr_fd):
+            if fd is not None:
+                os.close(fd)
+        self._main_fd = self._ovr_fd = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    # -- tiles ------------------------------------------------------------------------
+    def encode(self, block: np.ndarray, row: int, col: int) -> Encoded:
+        """Compress the TIFF tiles of a (B, h, w) block whose origin is block-aligned."""
+        bs = self.block
+        if row % bs or col % bs:
+            raise ValueError(f"block origin ({row}, {col}) is not aligned to {bs}")
+        arr = np.ascontiguousarray(np.moveaxis(block.astype(self.dtype, copy=False), 0, -1))
+        tiles = []
+        for r in range(0, arr.shape[0], bs):
+            for c in range(0, arr.shape[1], bs):
+                t = arr[r : r + bs, c : c + bs]
+                tiles.append(((row + r) // bs, (col + c) // bs, self._encode_tile(t)))
+        ovr = downsample2(arr, self.nodata, self.resampling) if len(self.levels) > 1 else None
+        return Encoded(tiles, ovr, row, col)
+
+    def _encode_tile(self, t: np.ndarray) -> bytes:
+        bs = self.block
+        if t.shape[0] != bs or t.shape[1] != bs:
+            full = np.zeros((bs, bs, t.shape[2]), dtype=t.dtype)
+            full[: t.shape[0], : t.shape[1]] = t
+            t = full
+        if self.predictor == 2:
+            t = horizontal_predictor(t)
+        elif self.predictor == 3:
+            t = float_predictor(t)
+        raw = t.astype(t.dtype.newbyteorder("<"), copy=False).tobytes()
+        if self.compress == "NONE":
+            return raw
+        import deflate
+
+        return deflate.zlib_compress(raw, self.level)
+
+    def put(self, enc: Encoded) -> None:
+        """Append the encoded tiles and store the overview share (calling thread only)."""
+        lv = self.levels[0]
+        for tr, tc, data in enc.tiles:
+            os.write(self._main_fd, data)  # type: ignore[arg-type]
+            lv.offsets[(tr, tc)] = (self._main_size, len(data))
+            self._main_size += len(data)
+        if enc.overview is not None:
+            self._write_rows(self._ovr_fd, self.levels[1], enc.overview, enc.row // 2, enc.col // 2)
+
+    def write(self, block: np.ndarray, row: int, col: int) -> None:
+        self.put(self.encode(block, row, col))
+
+    def _write_rows(self, fd, level: _Level, arr: np.ndarray, r0: int, c0: int) -> None:
+        px = self.count * self.dtype.itemsize
+        for i in range(arr.shape[0]):
+            os.pwrite(fd, arr[i].tobytes(), ((r0 + i) * level.width + c0) * px)
+
+    # -- finishing --------------------------------------------------------------------
+    def commit(self) -> Path:
+        assert self._tmpdir is not None
+        expected = math.ceil(self.height / self.block) * math.ceil(self.width / self.block)
+        if len(self.levels[0].offsets) != expected:
+            raise OutputError(f"internal error: {len(self.levels[0].offsets)} of {expected} tiles")
+        self._build_overviews()
+        template = self._template_tags()
+        final = self._tmpdir / "final.tif"
+        self._assemble(final, template)
+        os.replace(final, self.dest)
+        return self.dest
+
+    def _build_overviews(self) -> None:
+        """Encode level k from its raw pixels strip by strip, downsampling into level k+1."""
+        assert self._tmpdir is not None
+        bs, px = self.block, self.count * self.dtype.itemsize
+        raw_fd = self._ovr_fd
+        with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            for k in range(1, len(self.levels)):
+                lv = self.levels[k]
+                lv.path = self._tmpdir / f"level{k}.bin"
+                nxt_fd = None
+                if k + 1 < len(self.levels):
+                    nxt_fd = os.open(self._tmpdir / f"ovr{k + 1}.raw", os.O_RDWR | os.O_CREAT)
+                size = 0
+                with open(lv.path, "wb") as out:
+                    for r0 in range(0, lv.height, bs):
+                        h = min(bs, lv.height - r0)
+                        buf = os.pread(raw_fd, h * lv.width * px, r0 * lv.width * px)
+                        strip = np.frombuffer(buf, dtype=self.dtype).reshape(h, lv.width, -1)
+                        cols = range(0, lv.width, bs)
+                        parts = [strip[:, c : c + bs] for c in cols]
+                        tiles = list(pool.map(self._encode_tile, parts))
+                        for c, data in zip(cols, tiles, strict=True):
+                            out.write(data)
+                            lv.offsets[(r0 // bs, c // bs)] = (size, len(data))
+                            size += len(data)
+                        if nxt_fd is not None:
+                            small = downsample2(strip, self.nodata, self.resampling)
+                            self._write_rows(nxt_fd, self.levels[k + 1], small, r0 // 2, 0)
+                os.close(raw_fd)  # type: ignore[arg-type]
+                raw_fd = nxt_fd
+        self._ovr_fd = None
+
+    def _template_tags(self) -> dict[int, Tag]:
+        """Georeferencing, photometric and GDAL metadata tags, as GDAL itself writes them."""
+        assert self._tmpdir is not None
+        path = self._tmpdir / "template.tif"
+        rgb = bool(
+            self.colorinterp
+            and self.count >= 3
+            and [c.name for c in self.colorinterp[:3]] == ["red", "green", "blue"]
+        )
+        kw: dict[str, Any] = dict(
+            driver="GTiff", width=1, height=1, count=self.count, dtype=self.dtype.name,
+            nodata=self.nodata, interleave="pixel",
+        )  # fmt: skip
+        if self.crs is not None:
+            kw.update(crs=self.crs, transform=self.transform)
+        if rgb:
+            kw["photometric"] = "RGB"
+        with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **kw) as ds:
+            if self.descriptions:
+                for i, d in enumerate(self.descriptions, start=1):
+                    if d:
+                        ds.set_band_description(i, d)
+            if self.tags:
+                ds.update_tags(**self.tags)
+        return read_ifd0_tags(path.read_bytes(), TEMPLATE_TAGS)
+
+    def _level_tags(self, k: int, template: dict[int, Tag], offsets: list[int], counts: list[int],
+                    big: bool) -> list[Tag]:  # fmt: skip
+        lv = self.levels[k]
+        spp = self.count
+        fmt = {"u": 1, "i": 2, "f": 3}[self.dtype.kind]
+        compression = 1 if self.compress == "NONE" else 8
+        off_type = LONG8 if big else LONG
+        tags = [
+            tag(254, LONG, 1 if k else 0),
+            tag(256, LONG, lv.width),
+            tag(257, LONG, lv.height),
+            tag(258, SHORT, [self.dtype.itemsize * 8] * spp),
+            tag(259, SHORT, compression),
+            tag(277, SHORT, spp),
+            tag(284, SHORT, 1),
+            tag(322, LONG, self.block),
+            tag(323, LONG, self.block),
+            tag(324, off_type, offsets),
+            tag(325, off_type, counts),
+            tag(339, SHORT, [fmt] * spp),
+        ]
+        if self.predictor != 1:
+            tags.append(tag(317, SHORT, self.predictor))
+        wanted = TEMPLATE_TAGS if k == 0 else OVERVIEW_TEMPLATE_TAGS
+        tags += [t for code, t in template.items() if code in wanted]
+        if 262 not in template:
+            tags.append(tag(262, SHORT, 1))
+        return tags
+
+    def _assemble(self, final: Path, template: dict[int, Tag]) -> None:
+        """Header, ghost area, every IFD, then tile data smallest overview first."""
+        # Tiles keep the order in which they were computed (no BLOCK_ORDER=ROW_MAJOR
+        # promise), so each level's scratch file is copied in one kernel-side copy.
+        ghost_body = "LAYOUT=IFDS_BEFORE_DATA\nKNOWN_INCOMPATIBLE_EDITION=NO\n "
+        ghost = f"GDAL_STRUCTURAL_METADATA_SIZE={len(ghost_body):06d} bytes\n" + ghost_body
+        order = [sorted(lv.offsets) for lv in self.levels]  # tag order: row-major
+        data_size = sum(sum(n for _, n in lv.offsets.values()) for lv in self.levels)
+        big = self.bigtiff == "YES"
+        for _ in range(2):  # classic first; BigTIFF if offsets would not fit in 32 bits
+            header = 16 if big else 8
+            placeholder = [
+                self._level_tags(k, template, [0] * len(order[k]), [0] * len(order[k]), big)
+                for k in range(len(self.levels))
+            ]
+            ifd_start = header + len(ghost)
+            ifd_start += ifd_start & 1
+            sizes = [ifd_size(t, big) for t in placeholder]
+            data_start = ifd_start + sum(sizes)
+            if big or data_start + data_size < 2**32 - 1:
+                break
+            if self.bigtiff == "NO":
+                raise OutputError(
+                    "output exceeds 4 GiB; pass --co BIGTIFF=YES (or drop BIGTIFF=NO)"
+                )
+            big = True
+        # data placement: smallest overview first, full resolution last; within a level
+        # the scratch file's order, so tile offset = level base + offset in scratch file
+        pos = data_start
+        placed: dict[int, tuple[list[int], list[int]]] = {}
+        bases: dict[int, int] = {}
+        for k in reversed(range(len(self.levels))):
+            lv = self.levels[k]
+            bases[k] = pos
+            placed[k] = (
+                [pos + lv.offsets[rc][0] for rc in order[k]],
+                [lv.offsets[rc][1] for rc in order[k]],
+            )
+            pos += sum(n for _, n in lv.offsets.values())
+        with open(final, "wb") as f:
+            if big:
+                f.write(b"II" + struct.pack("<HHHQ", 43, 8, 0, ifd_start))
+            else:
+                f.write(b"II" + struct.pack("<HI", 42, ifd_start))
+            f.write(ghost.encode("ascii"))
+            f.write(b"\x00" * (ifd_start - f.tell()))
+            at = ifd_start
+            for k in range(len(self.levels)):
+                tags = self._level_tags(k, template, *placed[k], big)
+                nxt = at + sizes[k] if k + 1 < len(self.levels) else 0
+                blob = encode_ifd(tags, at, nxt, big)
+                assert len(blob) == sizes[k]
+                f.write(blob)
+                at += sizes[k]
+            f.flush()
+            for k in reversed(range(len(self.levels))):
+                assert f.tell() == bases[k]
+                _append_file(self.levels[k].path, f)  # type: ignore[arg-type]
+
+
+def _append_file(src: Path, dst) -> None:
+    """Append ``src`` to the open file ``dst`` with kernel-side copies where possible."""
+    n = src.stat().st_size
+    with open(src, "rb") as fin:
+        done = 0
+        try:
+            while done < n:
+                k = os.copy_file_range(fin.fileno(), dst.fileno(), n - done)
+                if k == 0:
+                    break
+                done += k
+        except (AttributeError, OSError):
+            fin.seek(done)
+            shutil.copyfileobj(fin, dst, 1 << 22)
+            done = n
+        dst.seek(0, os.SEEK_END)
+
+
+def downsample2(arr: np.ndarray, nodata: float | None, resampling: str) -> np.ndarray:
+    """Halve a (h, w, B) block: 2x2 mean (nodata-aware) or nearest; odd edges keep their
+    last row/column (ceil(h/2) x ceil(w/2), GDAL's overview size)."""
+    h, w = arr.shape[:2]
+    if resampling == "NEAREST":
+        return np.ascontiguousarray(arr[::2, ::2])
+    ph, pw = h + (h & 1), w + (w & 1)
+    if (ph, pw) != (h, w):
+        arr = np.pad(arr, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    if nodata is None and arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2:
+        # exact integer sums, round half up as GDAL's average does
+        a = arr.astype(np.int32)
+        s = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2] + 2
+        return (s >> 2).astype(arr.dtype)
+    x = arr.astype(np.float64).reshape(ph // 2, 2, pw // 2, 2, -1)
+    if nodata is None:
+        mean = x.mean(axis=(1, 3))
+        invalid = None
+    else:
+        valid = ~np.isnan(x) if np.isnan(nodata) else x != nodata
+        n = valid.sum(axis=(1, 3))
+        mean = np.where(valid, x, 0.0).sum(axis=(1, 3)) / np.maximum(n, 1)
+        invalid = n == 0
+    if arr.dtype.kind in "iu":
+        info = np.iinfo(arr.dtype)
+        mean = np.clip(np.floor(mean + 0.5), info.min, info.max)
+    out = mean.astype(arr.dtype)
+    if invalid is not None:
+        nd = arr.dtype.type(nodata)
+        if arr.dtype.kind in "iu":  # a valid mean that rounds onto nodata stays data
+            hit = ~invalid & (out == nd)
+            out[hit] = nd + 1 if nd < np.iinfo(arr.dtype).max else nd - 1
+        out[invalid] = nd
+    return out
