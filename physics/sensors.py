@@ -46,6 +46,35 @@ class Sensor:
             return self.weights
         return (1.0 / n_bands,) * n_bands
 
+    def band_order(self, descriptions: list[str | None]) -> list[int] | None:
+        """Indices into the preset's bands for an image whose band descriptions name them
+        (e.g. Landsat 7 crops stored red, green, blue ...); None when they do not."""
+        names = [str(d).strip().lower() if d else "" for d in descriptions]
+        if not all(names) or len(set(names)) != len(names):
+            return None
+        table = [b.lower() for b in self.band_names]
+        if not set(names) <= set(table):
+            return None
+        return [table.index(n) for n in names]
+
+    def gains_for(self, descriptions: list[str | None]) -> tuple[float, ...]:
+        """MS gains in the image's band order (by description), else the first B entries."""
+        order = self.band_order(descriptions)
+        full = self.gains(len(self.band_names)) if self.band_names else ()
+        if order is not None and len(full) == len(self.band_names):
+            return tuple(full[i] for i in order)
+        return self.gains(len(descriptions))
+
+    def weights_for(self, descriptions: list[str | None]) -> tuple[float, ...]:
+        """Pseudo-PAN weights in the image's band order (by description), renormalised."""
+        order = self.band_order(descriptions)
+        if order is not None and self.weights is not None:
+            w = [self.weights[i] for i in order]
+            total = sum(w)
+            if total > 0:
+                return tuple(x / total for x in w)
+        return self.band_weights(len(descriptions))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -145,8 +174,12 @@ _MTL_SPACECRAFT = re.compile(r'SPACECRAFT_ID\s*=\s*"?LANDSAT_(\d)"?')
 _SATID = {"QB02": "quickbird", "WV02": "worldview2", "WV03": "worldview3", "GE01": "geoeye1"}
 
 
-def detect_sensor(paths: list[Path], tags: dict[str, str] | None = None) -> Sensor | None:
-    """Guess the sensor from metadata: a Landsat MTL beside the files, or satellite tags.
+def detect_sensor(
+    paths: list[Path], tags: dict[str, str] | None = None, n_bands: int | None = None
+) -> Sensor | None:
+    """Guess the sensor from metadata: a Landsat MTL beside the files, satellite tags, or
+    the band count where only one preset has it (8: WorldView-2, the toolbox's default
+    8-band sensor; 6: Landsat 7 ETM+ reflective bands).
 
     Returns ``None`` when nothing identifies it, so the caller falls back to
     ``generic`` with gains for the image's band count.
@@ -167,4 +200,4 @@ def detect_sensor(paths: list[Path], tags: dict[str, str] | None = None) -> Sens
         for name, s in SENSORS.items():
             if value and value.replace("-", "").replace(" ", "").lower() == name:
                 return s
-    return None
+    return {8: SENSORS["worldview2"], 6: SENSORS["landsat7"]}.get(n_bands or 0)

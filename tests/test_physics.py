@@ -108,3 +108,17 @@ def test_sensor_detected_from_landsat_mtl():
 
     s = detect_sensor([SAMPLE / "LC80200392015216_B8.tif"])
     assert s is not None and s.name == "landsat8"
+
+
+def test_band_names_reorder_gains_and_weights():
+    """Landsat 7 crops store red, green, blue, nir, swir1, swir2: the preset's per-band
+    values follow the descriptions, not the position."""
+    l7 = get_sensor("landsat7")
+    names = ["red", "green", "blue", "nir", "swir1", "swir2"]
+    w = l7.weights_for(names)
+    assert w[2] == 0.0 and w[0] > 0 and abs(sum(w) - 1) < 1e-12  # blue is outside the PAN
+    qb = get_sensor("quickbird")
+    assert qb.gains_for(["nir", "red", "green", "blue"]) == (0.22, 0.30, 0.32, 0.34)
+    assert qb.gains_for([None, None, None, None]) == qb.gains(4)
+    assert detect_sensor([], {}, 8).name == "worldview2"
+    assert detect_sensor([], {}, 5) is None

@@ -88,7 +88,8 @@ def resolve_sensor(scene: Scene, name: str | None) -> Sensor:
         return get_sensor(name)
     from pathlib import Path
 
-    found = detect_sensor([Path(p) for p in [scene.pan_path, *scene.ms_paths]], scene.tags)
+    paths = [Path(p) for p in [scene.pan_path, *scene.ms_paths]]
+    found = detect_sensor(paths, scene.tags, scene.n_bands)
     return found or get_sensor("generic")
 
 
@@ -123,12 +124,12 @@ def build_context(
             )
         weights = tuple(float(w) for w in opts.band_weights)
     else:
-        weights = sensor.band_weights(n)
+        weights = sensor.weights_for(scene.descriptions)
     max_value = float(2**bit_depth - 1) if bit_depth else None
     return FuseContext(
         ratio=scene.ratio,
         n_bands=n,
-        ms_gains=sensor.gains(n),
+        ms_gains=sensor.gains_for(scene.descriptions),
         pan_gain=sensor.pan_gnyq,
         weights=weights,
         dtype=scene.dtype,
