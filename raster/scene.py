@@ -59,6 +59,8 @@ class Scene:
     tags: dict[str, str] = field(default_factory=dict)
     # MS in another CRS: read through a WarpedVRT with these arguments (crs, transform, size)
     warp: dict | None = None
+    # an input has a GDAL mask band (per-dataset mask or alpha) rather than a nodata value
+    has_mask: bool = False
 
     @property
     def n_bands(self) -> int:
@@ -146,6 +148,7 @@ def open_scene(
                 "(extract it with gdal_translate -b N)"
             )
         check_readable(pds, "PAN")
+        has_mask = _has_mask(pds)
         pan_meta = dict(
             shape=(pds.height, pds.width),
             transform=pds.transform,
@@ -163,6 +166,7 @@ def open_scene(
     for path in ms:
         with _open(path, "MS") as ds:
             check_readable(ds, "MS")
+            has_mask = has_mask or _has_mask(ds)
             meta = dict(
                 shape=(ds.height, ds.width),
                 transform=ds.transform,
@@ -235,7 +239,12 @@ def open_scene(
         bit_depth=bit_depth,
         tags=tags,
         warp=warp,
+        has_mask=has_mask,
     )
+
+
+def _has_mask(ds: rasterio.DatasetReader) -> bool:
+    return any(f.name in ("per_dataset", "alpha") for flags in ds.mask_flag_enums for f in flags)
 
 
 def _dtype_of(path: str) -> np.dtype:

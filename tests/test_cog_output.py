@@ -88,3 +88,19 @@ def test_nodata_never_enters_statistics(make_scene, tmp_path, method):
             outs.append(o.read())
     far = (slice(None), slice(128, None), slice(128, None))
     np.testing.assert_allclose(outs[0][far], outs[1][far], rtol=1e-5, atol=1e-3)
+
+
+def test_mask_band_becomes_nodata(make_scene, tmp_path):
+    """An MS with a GDAL mask band (no nodata value): masked pixels come out as nodata."""
+    s = make_scene(pan_shape=(256, 256), ratio=4, bands=3)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(s.ms[0], "r+") as ds:
+        mask = np.full((ds.height, ds.width), 255, np.uint8)
+        mask[:16, :16] = 0
+        ds.write_mask(mask)
+    out = tmp_path / "o.tif"
+    fuse_files(s.pan, s.ms, str(out), FuseOptions(method="brovey"))
+    with rasterio.open(out) as o:
+        assert o.nodata == 0
+        arr = o.read()
+    assert (arr[:, 4:60, 4:60] == 0).all()
+    assert (arr[:, 80:, 80:] != 0).all()

@@ -284,6 +284,8 @@ def fuse_files(
         nodata = scene.ms_nodata if scene.ms_nodata is not None else scene.pan_nodata
         if nodata is not None and not _fits(nodata, out_dtype):
             nodata = None
+        if nodata is None and scene.has_mask:
+            nodata = default_nodata(out_dtype)  # masked input pixels need a value to become
         h, w = scene.out_shape
         tags = {
             "PANSHARP_METHOD": opts.method,
@@ -352,6 +354,16 @@ def fuse_files(
         dtype=out_dtype,
         seconds=time.perf_counter() - t0,
     )
+
+
+def default_nodata(dtype: str) -> float:
+    """Nodata for outputs of masked inputs: 0 unsigned, the minimum signed, NaN float."""
+    dt = np.dtype(dtype)
+    if dt.kind == "u":
+        return 0
+    if dt.kind == "i":
+        return float(np.iinfo(dt).min)
+    return float("nan")
 
 
 def _fits(value: float, dtype: str) -> bool:
