@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,36 +47,51 @@ def check_destination(dest: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class RasterSpec:
+    """What an output raster is: size, type, georeferencing and band metadata."""
+
+    count: int
+    height: int
+    width: int
+    dtype: str
+    crs: Any = None
+    transform: Any = None
+    nodata: float | None = None
+    descriptions: list[str | None] | None = None
+    colorinterp: list | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def open_writer(
+    dest: str | os.PathLike,
+    spec: RasterSpec,
+    *,
+    overwrite: bool,
+    creation_options: dict[str, str],
+    tile: int,
+) -> CogWriter | Any:
+    """The streaming writer when it implements every option, else GDAL's COG driver."""
+    from raster.fastcog import StreamingCogWriter, supports
+
+    cls = StreamingCogWriter if supports(creation_options, tile) else CogWriter
+    return cls(dest, spec, overwrite=overwrite, creation_options=creation_options)
+
+
 class CogWriter:
     """Context manager: ``write`` tiles, then ``commit`` converts to COG and renames."""
 
     def __init__(
         self,
         dest: str | os.PathLike,
+        spec: RasterSpec,
         *,
         overwrite: bool,
-        count: int,
-        height: int,
-        width: int,
-        dtype: str,
-        crs: Any,
-        transform: Any,
-        nodata: float | None,
         creation_options: dict[str, str],
-        descriptions: list[str | None] | None = None,
-        colorinterp: list | None = None,
-        tags: dict[str, str] | None = None,
-        band_tags: list[dict[str, str]] | None = None,
     ) -> None:
         self.dest = check_destination(dest, overwrite)
-        self.count, self.height, self.width = count, height, width
-        self.dtype = dtype
-        self.crs, self.transform, self.nodata = crs, transform, nodata
+        self.spec = spec
         self.creation_options = creation_options
-        self.descriptions = descriptions
-        self.colorinterp = colorinterp
-        self.tags = tags or {}
-        self.band_tags = band_tags
         self._tmpdir: Path | None = None
         self._ds: Any = None
 
@@ -87,13 +103,13 @@ class CogWriter:
             self._tmpdir / "stage.tif",
             "w",
             driver="GTiff",
-            count=self.count,
-            height=self.height,
-            width=self.width,
-            dtype=self.dtype,
-            crs=self.crs,
-            transform=self.transform,
-            nodata=self.nodata,
+            count=self.spec.count,
+            height=self.spec.height,
+            width=self.spec.width,
+            dtype=self.spec.dtype,
+            crs=self.spec.crs,
+            transform=self.spec.transform,
+            nodata=self.spec.nodata,
             tiled=True,
             blockxsize=block,
             blockysize=block,
@@ -117,22 +133,18 @@ class CogWriter:
 
     def commit(self) -> Path:
         """Finish the stage file, copy it to COG beside the destination, rename."""
-        ds = self._ds
-        if self.descriptions:
-            for i, d in enumerate(self.descriptions, start=1):
+        ds, spec = self._ds, self.spec
+        if spec.descriptions:
+            for i, d in enumerate(spec.descriptions, start=1):
                 if d:
                     ds.set_band_description(i, d)
-        if self.colorinterp:
+        if spec.colorinterp:
             try:
-                ds.colorinterp = self.colorinterp
+                ds.colorinterp = spec.colorinterp
             except Exception:  # GDAL refuses some combinations (e.g. alpha); keep defaults
                 pass
-        if self.tags:
-            ds.update_tags(**self.tags)
-        if self.band_tags:
-            for i, t in enumerate(self.band_tags, start=1):
-                if t:
-                    ds.update_tags(i, **t)
+        if spec.tags:
+            ds.update_tags(**spec.tags)
         ds.close()
         self._ds = None
         assert self._tmpdir is not None

@@ -31,7 +31,7 @@ import numpy as np
 import rasterio
 
 from errors import OptionError, OutputError
-from raster.cog import check_destination
+from raster.cog import RasterSpec, check_destination
 from raster.tiff import (
     LONG,
     LONG8,
@@ -91,25 +91,17 @@ class StreamingCogWriter:
     def __init__(
         self,
         dest: str | os.PathLike,
+        spec: RasterSpec,
         *,
         overwrite: bool,
-        count: int,
-        height: int,
-        width: int,
-        dtype: str,
-        crs: Any,
-        transform: Any,
-        nodata: float | None,
         creation_options: dict[str, str],
-        descriptions: list[str | None] | None = None,
-        colorinterp: list | None = None,
-        tags: dict[str, str] | None = None,
     ) -> None:
         self.dest = check_destination(dest, overwrite)
-        self.count, self.height, self.width = count, height, width
-        self.dtype = np.dtype(dtype)
-        self.crs, self.transform, self.nodata = crs, transform, nodata
-        self.descriptions, self.colorinterp, self.tags = descriptions, colorinterp, tags or {}
+        self.spec = spec
+        self.count, self.height, self.width = spec.count, spec.height, spec.width
+        height, width = spec.height, spec.width
+        self.dtype = np.dtype(spec.dtype)
+        self.nodata = spec.nodata
         opts = {k.upper(): str(v) for k, v in creation_options.items()}
         self.block = int(opts.get("BLOCKSIZE", 512))
         self.compress = opts.get("COMPRESS", "DEFLATE").upper()
@@ -264,25 +256,25 @@ class StreamingCogWriter:
         assert self._tmpdir is not None
         path = self._tmpdir / "template.tif"
         rgb = bool(
-            self.colorinterp
+            self.spec.colorinterp
             and self.count >= 3
-            and [c.name for c in self.colorinterp[:3]] == ["red", "green", "blue"]
+            and [c.name for c in self.spec.colorinterp[:3]] == ["red", "green", "blue"]
         )
         kw: dict[str, Any] = dict(
             driver="GTiff", width=1, height=1, count=self.count, dtype=self.dtype.name,
             nodata=self.nodata, interleave="pixel",
         )  # fmt: skip
-        if self.crs is not None:
-            kw.update(crs=self.crs, transform=self.transform)
+        if self.spec.crs is not None:
+            kw.update(crs=self.spec.crs, transform=self.spec.transform)
         if rgb:
             kw["photometric"] = "RGB"
         with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **kw) as ds:
-            if self.descriptions:
-                for i, d in enumerate(self.descriptions, start=1):
+            if self.spec.descriptions:
+                for i, d in enumerate(self.spec.descriptions, start=1):
                     if d:
                         ds.set_band_description(i, d)
-            if self.tags:
-                ds.update_tags(**self.tags)
+            if self.spec.tags:
+                ds.update_tags(**self.spec.tags)
         return read_ifd0_tags(path.read_bytes(), TEMPLATE_TAGS)
 
     def _level_tags(self, k: int, template: dict[int, Tag], offsets: list[int], counts: list[int],

@@ -7,6 +7,7 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
+from raster.cog import RasterSpec
 from raster.fastcog import StreamingCogWriter, downsample2, supports
 from tiling.fuse import FuseOptions, fuse_files
 
@@ -78,10 +79,8 @@ def test_supports_and_fallback():
 
 
 def test_unaligned_block_is_a_bug(tmp_path):
-    w = StreamingCogWriter(
-        tmp_path / "o.tif", overwrite=False, count=1, height=600, width=600, dtype="uint8",
-        crs=None, transform=None, nodata=None, creation_options={},
-    )  # fmt: skip
+    spec = RasterSpec(count=1, height=600, width=600, dtype="uint8")
+    w = StreamingCogWriter(tmp_path / "o.tif", spec, overwrite=False, creation_options={})
     with w, pytest.raises(ValueError, match="aligned"):
         w.encode(np.zeros((1, 10, 10), np.uint8), 5, 0)
     assert not list(tmp_path.iterdir())

@@ -21,8 +21,7 @@ from models.base import FuseContext, Tile
 from models.registry import ModelInfo, create_model, get_entry
 from physics.kernels import get_kernel
 from physics.sensors import Sensor, detect_sensor, get_sensor
-from raster.cog import CogWriter, check_destination
-from raster.fastcog import StreamingCogWriter, supports
+from raster.cog import RasterSpec, check_destination, open_writer
 from raster.profiles import get_profile
 from raster.scene import Scene, open_scene
 from tiling.engine import Progress, default_threads, parallel_map, sum_partials
@@ -300,10 +299,7 @@ def fuse_files(
             tags.update(deep.tags())
         if bit_depth:
             tags["PANSHARP_BIT_DEPTH"] = str(bit_depth)
-        writer_cls = StreamingCogWriter if supports(creation, opts.tile) else CogWriter
-        writer = writer_cls(
-            out,
-            overwrite=opts.overwrite,
+        spec = RasterSpec(
             count=scene.n_bands,
             height=h,
             width=w,
@@ -311,10 +307,12 @@ def fuse_files(
             crs=scene.crs,
             transform=scene.out_transform,
             nodata=nodata,
-            creation_options=creation,
             descriptions=_descriptions(scene, sensor),
             colorinterp=scene.colorinterp,
             tags=tags,
+        )
+        writer = open_writer(
+            out, spec, overwrite=opts.overwrite, creation_options=creation, tile=opts.tile
         )
         clip_max = ctx.max_value if np.dtype(out_dtype).kind in "iu" else None
         with writer:
