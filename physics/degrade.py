@@ -26,9 +26,18 @@ def degrade_ms(ms: np.ndarray, gains: np.ndarray | list[float], ratio: int) -> n
     return decimate(mtf_filter_bands(ms, gains, ratio), ratio)
 
 
-def degrade_pan(pan: np.ndarray, ratio: int) -> np.ndarray:
-    """PAN_LR = imresize(PAN, 1/ratio), bicubic with antialiasing."""
-    return imresize(pan, 1.0 / ratio)
+def degrade_pan(
+    pan: np.ndarray, ratio: int, offset: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
+    """PAN_LR = imresize(PAN, 1/ratio), bicubic with antialiasing.
+
+    quality.md A.3 centres PAN_LR pixel k on the GT pixel it averages. When the MS grid
+    is offset from the PAN grid by a fraction of a PAN pixel (Landsat: 7.5 m, half a PAN
+    pixel), the GT pixel's footprint starts ``offset`` PAN pixels after the PAN block
+    boundary, and the imresize grid is shifted by that much (0 for aligned grids, the
+    toolbox's case, where this is exactly MATLAB's imresize).
+    """
+    return imresize(pan, 1.0 / ratio, offset)
 
 
 def wald_pair(

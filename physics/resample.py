@@ -57,15 +57,17 @@ def interp23(ms: np.ndarray, ratio: int) -> np.ndarray:
     )
 
 
-def _imresize_matrix(n_in: int, scale: float, n_out: int) -> np.ndarray:
+def imresize_matrix(n_in: int, scale: float, n_out: int, offset: float = 0.0) -> np.ndarray:
     """MATLAB imresize weights for one axis: bicubic, antialiased when shrinking.
 
-    Output k (1-based) maps to input u = k/s + 0.5 (1 - 1/s); when s < 1 the Keys
-    kernel is widened by 1/s and scaled by s; weights normalised to sum 1;
-    half-sample symmetric borders.
+    Output k (1-based) maps to input u = k/s + 0.5 (1 - 1/s) + offset; when s < 1 the
+    Keys kernel is widened by 1/s and scaled by s; weights normalised to sum 1;
+    half-sample symmetric borders. ``offset`` (input pixels) shifts the output grid:
+    0 is MATLAB; it is non-zero only where the MS grid is offset from the PAN grid by a
+    fraction of a PAN pixel (Landsat), so each output pixel stays centred on its MS pixel.
     """
     k = np.arange(1, n_out + 1, dtype=np.float64)
-    u = k / scale + 0.5 * (1 - 1 / scale)
+    u = k / scale + 0.5 * (1 - 1 / scale) + offset
     width = 4.0 / scale if scale < 1 else 4.0
     left = np.floor(u - width / 2)
     p = int(np.ceil(width)) + 2
@@ -81,13 +83,17 @@ def _imresize_matrix(n_in: int, scale: float, n_out: int) -> np.ndarray:
     return mat
 
 
-def imresize(img: np.ndarray, scale: float) -> np.ndarray:
-    """MATLAB ``imresize(img, scale)`` (bicubic, antialiasing) of a 2-D array or (B, H, W) cube."""
+_imresize_matrix = imresize_matrix  # the name the classical methods import
+
+
+def imresize(img: np.ndarray, scale: float, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """MATLAB ``imresize(img, scale)`` (bicubic, antialiasing) of a 2-D array or (B, H, W)
+    cube; ``offset`` = (rows, cols) shift of the output grid in input pixels."""
     arr = np.asarray(img, dtype=np.float64)
     h, w = arr.shape[-2:]
     ho, wo = int(np.ceil(h * scale)), int(np.ceil(w * scale))
-    r = _imresize_matrix(h, scale, ho)
-    c = _imresize_matrix(w, scale, wo).T
+    r = imresize_matrix(h, scale, ho, offset[0])
+    c = imresize_matrix(w, scale, wo, offset[1]).T
     if arr.ndim == 2:
         return r @ arr @ c
     return np.stack([r @ b @ c for b in arr])

@@ -122,3 +122,16 @@ def test_band_names_reorder_gains_and_weights():
     assert qb.gains_for([None, None, None, None]) == qb.gains(4)
     assert detect_sensor([], {}, 8).name == "worldview2"
     assert detect_sensor([], {}, 5) is None
+
+
+def test_degrade_pan_follows_a_sub_pixel_ms_offset():
+    """Landsat: GT pixel k covers PAN [2k + 0.5, 2k + 2.5); PAN_LR pixel k must be centred
+    there (value 2k + 1 on a ramp), not on the PAN block [2k, 2k + 2) (value 2k + 0.5)."""
+    from physics.degrade import degrade_pan
+
+    ramp = np.tile(np.arange(64.0), (8, 1))
+    aligned = degrade_pan(ramp, 2)
+    shifted = degrade_pan(ramp, 2, (0.0, 0.5))
+    k = np.arange(4, 28)
+    np.testing.assert_allclose(aligned[:, k], np.broadcast_to(2 * k + 0.5, (4, k.size)))
+    np.testing.assert_allclose(shifted[:, k], np.broadcast_to(2 * k + 1.0, (4, k.size)))
