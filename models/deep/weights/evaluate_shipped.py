@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Score the shipped Landsat 7 weights on the held-out crops (reduced resolution).
+
+Runs, per crop of ``landsat7_test.csv`` (run from anywhere):
+
+    pansharp evaluate PAN MS --ratio 2 --sensor landsat7 --protocol reduced \
+        -m exp -m gsa -m mtf-glp-fs -m bdsd-pc -m pracs -m pnn ... \
+        --weights pnn=models/deep/weights/pnn_landsat7.safetensors ... --json FILE
+
+and prints a Markdown table of each index averaged over the crops (Q2n, Q, SAM,
+ERGAS, SCC, PSNR, SSIM). Deep models whose weights file is missing are skipped.
+Per-crop JSON reports go to ``--out`` (default: a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+CLASSICAL = ["exp", "gsa", "mtf-glp-fs", "bdsd-pc", "pracs"]
+DEEP = ["pnn", "pannet", "dicnn", "fusionnet", "lagnet"]
+INDEXES = [
+    ("q2n", "Q2n", 4),
+    ("q", "Q", 4),
+    ("sam", "SAM (deg)", 3),
+    ("ergas", "ERGAS", 3),
+    ("scc", "SCC", 4),
+    ("psnr", "PSNR (dB)", 2),
+    ("ssim", "SSIM", 4),
+]
+HIGHER = {"q2n", "q", "scc", "psnr", "ssim"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--manifest", default=str(HERE / "landsat7_test.csv"))
+    ap.add_argument("--out", help="folder for the per-crop JSON reports")
+    ap.add_argument("--threads", type=int, help="passed to pansharp evaluate")
+    args = ap.parse_args()
+
+    manifest = Path(args.manifest).resolve()
+    with manifest.open(newline="") as f:
+        crops = [
+            (
+                r["name"],
+                (manifest.parent / r["pan"]).resolve(),
+                (manifest.parent / r["ms"]).resolve(),
+            )
+            for r in csv.DictReader(f)
+        ]
+    deep = [m for m in DEEP if (HERE / f"{m}_landsat7.safetensors").is_file()]
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="pansharp_eval_"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    per_method: dict[str, list[dict]] = {}
+    for name, pan, ms in crops:
+        report = out / f"{name}.json"
+        cmd = [
+            "pansharp",
+            "evaluate",
+            str(pan),
+            str(ms),
+            "--ratio",
+            "2",
+            "--sensor",
+            "landsat7",
+            "--protocol",
+            "reduced",
+            "-q",
+            "--json",
+            str(report),
+        ]
+        for m in CLASSICAL + deep:
+            cmd += ["-m", m]
+        for m in deep:
+            cmd += ["--weights", f"{m}={HERE / f'{m}_landsat7.safetensors'}"]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        print("$", " ".join(cmd), file=sys.stderr, flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        for r in json.loads(report.read_text())["results"]:
+            per_method.setdefault(r["method"], []).append(r)
+
+    n = len(crops)
+    means = {}
+    for m in CLASSICAL + deep:
+        rows = per_method.get(m, [])
+        if len(rows) != n:
+            print(f"warning: {m} scored on {len(rows)}/{n} crops", file=sys.stderr)
+        if rows:
+            means[m] = {k: sum(r[k] for r in rows) / len(rows) for k, _, _ in INDEXES}
+    best = {
+        k: (max if k in HIGHER else min)(means, key=lambda m: means[m][k]) for k, _, _ in INDEXES
+    }
+
+    print(
+        f"Mean over {n} held-out Landsat 7 crops ({', '.join(c[0] for c in crops)}), "
+        "reduced resolution (Wald), ratio 2; **bold** = best per column.\n"
+    )
+    print("| method | " + " | ".join(h for _, h, _ in INDEXES) + " |")
+    print("|---|" + "---:|" * len(INDEXES))
+    for m, v in means.items():
+        cells = []
+        for k, _, d in INDEXES:
+            s = f"{v[k]:.{d}f}"
+            cells.append(f"**{s}**" if best[k] == m else s)
+        kind = " (deep)" if m in DEEP else ""
+        print(f"| {m}{kind} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

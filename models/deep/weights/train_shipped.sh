@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Train the shipped Landsat 7 weights of the five deep baselines.
+# Run from anywhere; works from the repository root. CPU only, fixed seed and
+# fixed wall-clock budget per model (TIME_LIMIT seconds, default 240).
+# Machine used for the shipped files: 2 CPU cores (shared), no GPU.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+TIME_LIMIT="${TIME_LIMIT:-240}"
+SEED="${SEED:-0}"
+OUT=models/deep/weights
+for m in pnn pannet dicnn fusionnet lagnet; do
+  echo "=== $m ($(date -u +%H:%M:%S))"
+  pansharp train -m "$m" "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2 \
+    --time-limit "$TIME_LIMIT" --seed "$SEED" --device cpu --checkpoint-every 100000 \
+    -o "$OUT/${m}_landsat7.safetensors" --overwrite --quiet --json \
+    | tee "${LOG_DIR:-/tmp}/train_${m}_landsat7.json"
+  # pansharp train also leaves a resume checkpoint next to the weights: not shipped.
+  rm -f "$OUT/${m}_landsat7.ckpt.safetensors" "$OUT/${m}_landsat7.ckpt.optim.safetensors"
+done
+# Landsat 8: FusionNet only, on the single scene LC80200392015216 (whole scene, so
+# no validation or held-out test). Its MS comes as four single-band files and
+# `pansharp train` takes one multi-band MS per scene, so landsat8_lc80200392015216_ms.vrt
+# stacks B2-B5 (made with: gdalbuildvrt -separate landsat8_lc80200392015216_ms.vrt
+# ../../../../shared/data/landsat8_lc80200392015216/test_B{2,3,4,5}.tif, run in this folder).
+pansharp train -m fusionnet \
+  ../shared/data/landsat8_lc80200392015216/test_B8.tif:$OUT/landsat8_lc80200392015216_ms.vrt \
+  --sensor landsat8 --time-limit "$TIME_LIMIT" --seed "$SEED" --device cpu --checkpoint-every 100000 \
+  -o "$OUT/fusionnet_landsat8.safetensors" --overwrite --quiet --json \
+  | tee "${LOG_DIR:-/tmp}/train_fusionnet_landsat8.json"
+rm -f "$OUT/fusionnet_landsat8.ckpt.safetensors" "$OUT/fusionnet_landsat8.ckpt.optim.safetensors"
