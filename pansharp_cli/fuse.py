@@ -10,7 +10,7 @@ import typer
 
 from errors import OptionError
 from models.registry import model_names
-from pansharp_cli.progress import progress_bar, stderr
+from pansharp_cli.progress import progress_bar
 from physics.kernels import KERNELS
 from raster.profiles import PROFILES, parse_creation_options
 
@@ -62,7 +62,14 @@ def fuse(
     ratio: Annotated[
         int | None, typer.Option(help="PAN/MS ratio, for inputs without a georeference.")
     ] = None,
-    tile: Annotated[int, typer.Option(help="Tile size in PAN pixels.", min=16)] = 512,
+    tile: Annotated[
+        int | None,
+        typer.Option(
+            help="Tile size in PAN pixels (default 512; deep models: patch size, default "
+            "from the receptive field).",
+            min=16,
+        ),
+    ] = None,
     threads: Annotated[
         int | None, typer.Option(help="Worker threads (default: all cores).")
     ] = None,
@@ -82,8 +89,24 @@ def fuse(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
     ] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Deep models: .safetensors weights (default: shipped for the sensor)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="Deep models: auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[
+        str, typer.Option("--batch-size", help="Deep models: patches per batch, or auto.")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="Deep models: fp32, or fp16/bf16 autocast on CUDA.")
+    ] = "fp32",
+    overlap: Annotated[
+        int | None,
+        typer.Option(help="Deep models: pixels shared by neighbouring patches.", min=0),
+    ] = None,
 ) -> None:
     """Pansharpen a PAN/MS pair into a Cloud-Optimized GeoTIFF."""
+    from tiling.deep import parse_batch_size
     from tiling.fuse import FuseOptions, fuse_files
 
     if len(inputs) < 2:
@@ -98,12 +121,18 @@ def fuse(
         nodata=nodata,
         bit_depth=bit_depth,
         ratio=ratio,
-        tile=tile,
+        tile=tile if tile is not None else 512,
         threads=threads,
         dtype=dtype,
         profile=profile,
         creation_options=parse_creation_options(co or []),
         overwrite=overwrite,
+        weights=weights,
+        device=device,
+        batch_size=parse_batch_size(batch_size),
+        precision=precision,
+        patch=tile,
+        overlap=overlap,
     )
     with progress_bar(quiet) as progress:
         result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
@@ -123,12 +152,12 @@ def fuse(
     if json_out:
         typer.echo(json.dumps(summary))
     elif not quiet:
-        stderr.print(
+        typer.echo(
             f"{result.output}: {result.width}x{result.height}x{result.bands} {result.dtype}, "
             f"{result.pixels / 1e6:.2f} Mpx in {result.seconds:.2f} s "
             f"({result.megapixels_per_second:.2f} Mpx/s), method {result.method}, "
             f"sensor {result.sensor}, ratio {result.ratio}",
-            highlight=False,
+            err=True,
         )
 
 

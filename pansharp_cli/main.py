@@ -38,10 +38,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from pansharp_cli import fuse, listing
+    from pansharp_cli import fuse, listing, train
 
     fuse.register(app)
     listing.register(app)
+    __import__("pansharp_cli.evaluate", fromlist=["register"]).register(app)
+    train.register(app)
 
 
 _register()

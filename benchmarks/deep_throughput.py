@@ -1,0 +1,193 @@
+"""End-to-end ``pansharp fuse -m fusionnet`` throughput against FusionNet's bare forward pass.
+
+Why this comparison: the deep engine (tiling.deep) should cost little on top of the
+network itself - reading and resampling the MS, recomputing the patch overlaps,
+blending, converting and writing the COG all overlap the forward pass. One run does:
+
+1. a synthetic uint16 scene (PAN N x N, MS N/4 x N/4 x 4), written strip by strip;
+2. random-initialised FusionNet weights (seeded; fine for timing) saved as safetensors;
+3. the bare forward pass over N*N pixels: torch, inference mode, all cores, on inputs
+   of the engine's patch size (1024 x 1024, the fastest shape measured on the CPU), no
+   I/O, no tiling overlap - timed before, between and after the fuse runs;
+4. ``pansharp fuse`` in a subprocess; its peak RSS is that child's ``ru_maxrss`` from
+   ``os.wait4``; its throughput is taken from the run's own ``seconds`` (fuse_files:
+   open, read, infer, write, COG) and also from the wall time (adds interpreter start and
+   the torch import).
+
+Forward passes and fuse runs are interleaved and the best of each is kept (other load on a
+shared machine only ever slows a run down). Prints both throughputs, their ratio
+(target >= 0.85) and the peak RSS.
+
+    python benchmarks/deep_throughput.py [--size 4000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PATCH = 1024
+
+
+def make_scene(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
+    """Synthetic 4-band ratio-4 uint16 scene, never whole in memory (strips of 512 rows)."""
+    rng = np.random.default_rng(seed)
+    ratio, m = 4, n // 4
+    pan_p, ms_p = folder / f"deep_pan_{n}.tif", folder / f"deep_ms_{n}.tif"
+    if pan_p.exists() and ms_p.exists():
+        return pan_p, ms_p
+    kw = dict(driver="GTiff", dtype="uint16", crs="EPSG:32631", tiled=True, compress="deflate")
+    fx, fy = rng.uniform(0.002, 0.02, 2)
+    pan_t = Affine(0.5, 0, 500000.0, 0, -0.5, 5000000.0)
+    with rasterio.open(pan_p, "w", count=1, height=n, width=n, transform=pan_t, **kw) as ds:
+        for r0 in range(0, n, 512):
+            rows = np.arange(r0, min(n, r0 + 512))[:, None]
+            cols = np.arange(n)[None, :]
+            base = 800 + 400 * np.sin(fx * cols) * np.cos(fy * rows)
+            noise = rng.normal(0, 20, (rows.size, n))
+            ds.write((base + noise).astype("uint16")[None], window=((r0, r0 + rows.size), (0, n)))
+    ms_t = Affine(2.0, 0, 500000.0, 0, -2.0, 5000000.0)
+    with rasterio.open(ms_p, "w", count=4, height=m, width=m, transform=ms_t, **kw) as ds:
+        for r0 in range(0, m, 512):
+            rows = np.arange(r0, min(m, r0 + 512))[:, None] * ratio + 1.5
+            cols = np.arange(m)[None, :] * ratio + 1.5
+            base = 800 + 400 * np.sin(fx * cols) * np.cos(fy * rows)
+            for b in range(4):
+                band = base * (0.8 + 0.1 * b) + rng.normal(0, 10, base.shape)
+                ds.write(band.astype("uint16"), b + 1, window=((r0, r0 + base.shape[0]), (0, m)))
+    return pan_p, ms_p
+
+
+def make_weights(folder: Path) -> Path:
+    """Seeded random FusionNet weights for 4 bands, ratio 4, the generic sensor."""
+    import torch
+
+    from models.deep.card import WeightsCard
+    from models.deep.weights import save_weights
+    from models.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fusionnet", n_bands=4)
+    card = WeightsCard(
+        model="fusionnet",
+        kwargs=dict(model.config),
+        sensor="generic",
+        band_names=["b1", "b2", "b3", "b4"],
+        ratio=4,
+        bit_depth=16,
+        scale=65535.0,
+        training={"note": "random initialisation, for timing only"},
+    )
+    return save_weights(folder / "fusionnet_bench.safetensors", model, card)
+
+
+def bare_forward(pixels: int, threads: int) -> float:
+    """Seconds for FusionNet's forward pass over ``pixels`` pixels (1024^2 inputs)."""
+    import torch
+
+    from models.registry import create_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = create_model("fusionnet", n_bands=4).eval()
+    shapes = [(PATCH, PATCH)] * (pixels // PATCH**2)
+    rest = pixels - len(shapes) * PATCH**2
+    if rest:
+        shapes.append((math.ceil(rest / PATCH), PATCH))
+    with torch.inference_mode():
+        model(torch.rand(1, 4, 64, 64), torch.rand(1, 1, 64, 64))  # warm-up
+        ms, pan = torch.rand(1, 4, PATCH, PATCH), torch.rand(1, 1, PATCH, PATCH)
+        t0 = time.perf_counter()
+        for h, w in shapes:
+            model(ms[:, :, :h, :w], pan[:, :, :h, :w])
+        return time.perf_counter() - t0
+
+
+def run_fuse(cmd: list[str]) -> tuple[float, float, dict]:
+    """Run ``cmd``; (wall seconds, peak RSS MB of that child, its --json summary)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"command failed: {' '.join(cmd)}\n{err}")
+    return wall, usage.ru_maxrss / 1024.0, json.loads(out.strip().splitlines()[-1])
+
+
+def bench(n: int, folder: Path, threads: int, repeat: int = 2) -> dict:
+    pan, ms = make_scene(folder, n)
+    weights = make_weights(folder)
+    out = folder / "deep_fused.tif"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "pansharp_cli.main", "fuse", str(pan), str(ms)]
+    cmd += ["-m", "fusionnet", "--weights", str(weights), "-o", str(out), "--json", "-q"]
+    cmd += ["--threads", str(threads)]
+    pixels = n * n
+    bares, runs = [], []
+    for _ in range(repeat):  # interleaved, best of each: other load on the machine only slows
+        bares.append(bare_forward(pixels, threads))
+        out.unlink(missing_ok=True)
+        runs.append(run_fuse(cmd))
+    bares.append(bare_forward(pixels, threads))
+    bare = min(bares)
+    wall = min(r[0] for r in runs)
+    rss = max(r[1] for r in runs)
+    fuse_s = min(float(r[2]["seconds"]) for r in runs)
+    return {
+        "size": n,
+        "threads": threads,
+        "bare_forward_seconds": [round(b, 2) for b in bares],
+        "fuse_seconds_all": [float(r[2]["seconds"]) for r in runs],
+        "bare_forward_mpx_s": round(pixels / bare / 1e6, 4),
+        "fuse_seconds": round(fuse_s, 2),
+        "fuse_wall_seconds": round(wall, 2),
+        "fuse_mpx_s": round(pixels / fuse_s / 1e6, 4),
+        "ratio": round(bare / fuse_s, 3),
+        "ratio_wall": round(bare / wall, 3),
+        "fuse_peak_rss_mb": round(rss, 1),
+        "command": " ".join(cmd),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=4000, help="PAN side (default 4000)")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--workdir", type=Path, default=None, help="where the scene is cached")
+    ap.add_argument("--repeat", type=int, default=2, help="fuse runs (best is kept)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    folder = args.workdir or Path(tempfile.gettempdir()) / "pansharp-bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    r = bench(args.size, folder, args.threads, args.repeat)
+    print(f"fuse command: {r['command']}")
+    print(
+        f"{r['size']}x{r['size']} FusionNet, {r['threads']} threads: bare forward "
+        f"{r['bare_forward_mpx_s']} Mpx/s ({r['bare_forward_seconds']} s), fuse "
+        f"{r['fuse_mpx_s']} Mpx/s ({r['fuse_seconds']} s in fuse_files, {r['fuse_wall_seconds']} s "
+        f"wall), ratio {r['ratio']} (wall {r['ratio_wall']}; target >= 0.85), peak RSS "
+        f"{r['fuse_peak_rss_mb']} MB",
+        flush=True,
+    )
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1))
+
+
+if __name__ == "__main__":
+    main()
