@@ -14,28 +14,17 @@ import pytest
 import rasterio
 from affine import Affine
 
-from pansharp_cli.main import main
+from tests.cli import one_line_error
+from tests.cli import run_cli as _run_cli
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     if args[0] == "fuse" and "-m" not in args:
         args = [*args, "-m", "brovey"]  # the method is not what these tests are about
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+    return _run_cli(args, capsys)
 
 
-def assert_one_line_error(code: int, err: str, *needles: str) -> None:
-    assert code != 0
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
-    assert lines[0].startswith("pansharp: error:")
-    for n in needles:
-        assert n in lines[0], f"{n!r} not in {lines[0]!r}"
+assert_one_line_error = one_line_error
 
 
 def leftovers(folder: Path, name: str) -> list[Path]:

@@ -18,34 +18,16 @@ import numpy as np
 import pytest
 import rasterio
 
-from pansharp_cli.main import main
 from physics.sensors import get_sensor
 from quality import FULL_KEYS, REDUCED_KEYS, full_resolution_indexes, reduced_resolution_indexes
 from raster.scene import open_scene
+from tests.cli import one_line_error, run_cli
 from tests.test_evaluate_streaming import read_cube
 from tiling.fuse import FuseOptions, build_context
 from tiling.reader import TileReader
 from tiling.windows import TileSpec
 
-
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def one_line_error(code: int, err: str, *needles: str) -> str:
-    assert code != 0
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
-    assert lines[0].startswith("pansharp: error:")
-    for n in needles:
-        assert n in lines[0], f"{n!r} not in {lines[0]!r}"
-    return lines[0]
+run = run_cli
 
 
 @pytest.fixture
