@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from measure import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -118,16 +118,9 @@ def bare_forward(pixels: int, threads: int) -> float:
 
 
 def run_fuse(cmd: list[str]) -> tuple[float, float, dict]:
-    """Run ``cmd``; (wall seconds, peak RSS MB of that child, its --json summary)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"command failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss / 1024.0, json.loads(out.strip().splitlines()[-1])
+    """Run ``cmd``; (wall seconds, peak RSS MB of that command, its --json summary)."""
+    m = run_measured(cmd, cwd=ROOT)
+    return m.seconds, m.peak_rss_mb, json.loads(m.stdout.strip().splitlines()[-1])
 
 
 def bench(n: int, folder: Path, threads: int, repeat: int = 2) -> dict:

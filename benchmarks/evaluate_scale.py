@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
+from measure import run_measured
 
 RATIO = 4
 BANDS = 4
@@ -101,18 +101,9 @@ def make_scene(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
 
 
 def run(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; (wall seconds, peak RSS of that child alone in MB)."""
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            err.seek(0)
-            msg = err.read().decode(errors="replace").strip()
-            raise SystemExit(f"{' '.join(cmd)} failed with {code}: {msg}")
-    return wall, usage.ru_maxrss / 1024.0
+    """Run ``cmd``; (wall seconds, peak RSS of that command alone in MB)."""
+    m = run_measured(cmd)
+    return m.seconds, m.peak_rss_mb
 
 
 def main() -> None:

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from affine import Affine
+from measure import run_measured
 
 CO = {"COMPRESS": "DEFLATE", "PREDICTOR": "2", "BLOCKSIZE": "512", "NUM_THREADS": "ALL_CPUS"}
 
@@ -71,31 +69,8 @@ def make_scene(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
     return pan_p, ms_p
 
 
-def run(cmd: list[str]) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MB) of that child alone."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"command failed: {' '.join(cmd)}\n{err}")
-    return wall, usage.ru_maxrss / 1024.0
-
-
-def make_scene_in_child(folder: Path, n: int) -> tuple[Path, Path]:
-    """Make the scene in a child process: a forked child's ru_maxrss starts from the
-    parent's RSS, so the timed tools must be forked from a parent that stayed small
-    (measured: generating the 16000^2 scene in this process inflated both tools' peaks
-    by ~0.5 GB)."""
-    subprocess.run(
-        [sys.executable, __file__, "--make", str(n), "--workdir", str(folder)], check=True
-    )
-    return folder / f"pan_{n}.tif", folder / f"ms_{n}.tif"
-
-
 def bench(n: int, folder: Path) -> dict:
-    pan, ms = make_scene_in_child(folder, n)
+    pan, ms = make_scene(folder, n)
     ours, theirs = folder / "ours.tif", folder / "gdal.tif"
     for p in (ours, theirs):
         p.unlink(missing_ok=True)
@@ -122,8 +97,9 @@ def bench(n: int, folder: Path) -> dict:
     cmd_gdal += ["-threads", "ALL_CPUS"]
     for k, v in CO.items():
         cmd_gdal += ["-co", f"{k}={v}"]
-    t_ours, rss_ours = run(cmd_ours)
-    t_gdal, rss_gdal = run(cmd_gdal)
+    ours_run, gdal_run = run_measured(cmd_ours), run_measured(cmd_gdal)
+    t_ours, rss_ours = ours_run.seconds, ours_run.peak_rss_mb
+    t_gdal, rss_gdal = gdal_run.seconds, gdal_run.peak_rss_mb
     return {
         "size": n,
         "pansharp_seconds": round(t_ours, 2),
@@ -139,11 +115,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, action="append", help="PAN side (repeatable)")
     ap.add_argument("--workdir", type=Path, default=None, help="where scenes are cached")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--make", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.make:
-        make_scene(args.workdir, args.make)
-        return
     sizes = args.size or [8000]
     folder = args.workdir or Path(tempfile.gettempdir()) / "pansharp-bench"
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,52 @@
+"""Wall time and peak RSS of one command, as the benchmarks report them.
+
+Why a launcher: a child's ``ru_maxrss`` counts its RSS before ``exec`` too, i.e. the
+memory it shares with the process that forked it. Forked straight from a benchmark that
+has just generated a scene or run a model, a tool's peak looks ~0.5 GB larger than it is
+(measured on the 16000^2 fuse benchmark). So every timed command is started by a tiny
+Python launcher (~10 MB) that waits for it with ``os.wait4`` and reports its rusage.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_LAUNCHER = r"""
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+    stdout: str
+
+
+def run_measured(cmd: list[str], cwd: str | Path | None = None) -> Measured:
+    """Run ``cmd``; wall seconds, the command's own peak RSS in MB, and its stdout.
+
+    A failing command ends the benchmark with its stderr.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rusage") as rusage:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, rusage.name, *cmd],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+        )
+        wall = time.perf_counter() - t0
+        code, maxrss_kb = (int(x) for x in Path(rusage.name).read_text().split())
+    if proc.returncode != 0 or code != 0:
+        raise SystemExit(f"command failed ({code}): {' '.join(cmd)}\n{proc.stderr.strip()}")
+    return Measured(wall, maxrss_kb / 1024.0, proc.stdout)
