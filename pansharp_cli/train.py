@@ -192,11 +192,11 @@ def train(
         typer.echo(json.dumps(summary, default=str))
     elif not quiet:
         val = _val_text(result.card.validation) or "no held-out scene"
-        stderr.print(
+        typer.echo(  # one line, like fuse's summary (rich would wrap it at 80 columns)
             f"{result.weights}: {result.card.model} for {result.card.sensor}, "
             f"{result.card.n_bands} bands, ratio {result.card.ratio}, {result.steps} steps on "
             f"{len(data.pairs)} scene(s); {val}",
-            highlight=False,
+            err=True,
         )
 
 
