@@ -238,7 +238,8 @@ def to_output(
     if dt.kind in "iu":
         info = np.iinfo(dt)
         hi = min(float(info.max), max_value) if max_value else float(info.max)
-        out = np.clip(np.rint(fused), info.min, hi).astype(dt)
+        rounded = np.rint(fused)
+        out = np.clip(rounded, info.min, hi, out=rounded).astype(dt)
         if nodata is not None:
             nd = dt.type(nodata)
             hit = valid[None] & (out == nd)

@@ -1,14 +1,21 @@
 """Reading one tile of a PAN/MS scene: PAN window plus MS resampled onto the PAN grid.
 
 Each worker thread keeps its own rasterio handles (GDAL datasets are not thread-safe).
-The MS window read is just large enough for the resampling kernel's support around
-the tile, so memory per tile is independent of the scene size.
+The MS is read in full-width strips, just tall enough for the resampling kernel's support
+around one row of tiles, and the last few strips are shared by all worker threads: a
+pixel-interleaved MS block read band by band, tile by tile, was decoded up to 16 times
+(4 bands x the 2x2 blocks a haloed window straddles; measured 4.3 s of CPU to read a
+2000^2x4 MS per 512-px tile, 0.15 s to read it once). Memory per strip grows with the
+scene's width only (MS width x strip height x bands, in the input type).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import ExitStack
 from typing import Any
 
@@ -42,6 +49,7 @@ class TileReader:
         self._local = threading.local()
         self._stacks: list[ExitStack] = []
         self._lock = threading.Lock()
+        self._strips = StripCache(self._load_ms_strip)
 
     # -- handles -------------------------------------------------------------------
     def _handles(self) -> tuple[Any, dict[str, Any]]:
@@ -82,9 +90,9 @@ class TileReader:
         out_cols = np.clip(cols, int(win.col_off), int(win.col_off + win.width) - 1)
         inside = (rows == out_rows)[:, None] & (cols == out_cols)[None, :]
 
-        pan_ds, ms_ds = self._handles()
+        pan_ds, _ = self._handles()
         pan, pan_valid = self._read_pan(pan_ds, out_rows, out_cols)
-        ms, ms_valid = self._read_ms(ms_ds, out_rows, out_cols, rows, cols)
+        ms, ms_valid = self._read_ms(out_rows, out_cols)
         valid = inside & pan_valid & ms_valid
         sample_rows = self._sample_positions(rows, sc.row_map)
         sample_cols = self._sample_positions(cols, sc.col_map)
@@ -109,9 +117,7 @@ class TileReader:
         ri, ci = rows - lo_r, cols - lo_c
         return data[np.ix_(ri, ci)], valid[np.ix_(ri, ci)]
 
-    def _read_ms(
-        self, handles: dict, out_rows: np.ndarray, out_cols: np.ndarray, rows, cols
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _read_ms(self, out_rows: np.ndarray, out_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """MS samples around the tile, resampled onto the tile's PAN pixels.
 
         Rows/cols outside the output window take the positions of the nearest edge
@@ -125,14 +131,9 @@ class TileReader:
         s = self.support + 1
         m_r0, m_r1 = max(0, math.floor(u.min() - s)), min(mh, math.ceil(u.max() + s) + 1)
         m_c0, m_c1 = max(0, math.floor(v.min() - s)), min(mw, math.ceil(v.max() + s) + 1)
-        window = Window(m_c0, m_r0, m_c1 - m_c0, m_r1 - m_r0)
-        cube = np.empty((sc.n_bands, m_r1 - m_r0, m_c1 - m_c0), dtype=self.dtype)
-        ms_valid = np.ones(cube.shape[1:], dtype=bool)
-        for i, band in enumerate(sc.bands):
-            ds = handles[band.path]
-            data = _read_window(ds, band.index, window)
-            ms_valid &= _valid_mask(ds, data, sc.ms_nodata, window, band.index)
-            cube[i] = data
+        strip, strip_valid = self._strips.get((m_r0, m_r1))
+        cube = strip[:, :, m_c0:m_c1].astype(self.dtype)
+        ms_valid = strip_valid[:, m_c0:m_c1]
         rmat = axis_matrix(u - m_r0, cube.shape[1], self.resampling).astype(self.dtype)
         cmat = axis_matrix(v - m_c0, cube.shape[2], self.resampling).T.astype(self.dtype)
         if not ms_valid.all():
@@ -154,6 +155,25 @@ class TileReader:
             valid &= np.abs(wsum) > 1e-6
         return out, valid
 
+    def _load_ms_strip(self, rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """MS rows ``[r0, r1)``, full width, every band (one read per file), and validity."""
+        sc = self.scene
+        r0, r1 = rows
+        window = Window(0, r0, sc.ms_shape[1], r1 - r0)
+        _, handles = self._handles()
+        strip = np.empty((sc.n_bands, r1 - r0, sc.ms_shape[1]), dtype=_dtype_of(handles))
+        valid = np.ones(strip.shape[1:], dtype=bool)
+        by_path: dict[str, list[tuple[int, int]]] = {}
+        for i, band in enumerate(sc.bands):
+            by_path.setdefault(band.path, []).append((i, band.index))
+        for path, pairs in by_path.items():
+            ds = handles[path]
+            data = _read_window(ds, [b for _, b in pairs], window)
+            for (i, b), plane in zip(pairs, data, strict=True):
+                valid &= _valid_mask(ds, plane, sc.ms_nodata, window, b)
+                strip[i] = plane
+        return strip, valid
+
     def _sample_positions(self, idx: np.ndarray, amap: tuple[float, float]) -> np.ndarray:
         """Tile-local indices of the PAN pixels nearest to MS sample centres.
 
@@ -169,19 +189,83 @@ class TileReader:
 
 
 def separable_apply(cube: np.ndarray, rmat: np.ndarray, cmat: np.ndarray) -> np.ndarray:
-    """``rmat @ cube[b] @ cmat`` for every band, as two large GEMMs instead of 2B small ones.
+    """``rmat @ cube[b] @ cmat`` for every band.
 
-    Columns first on the (B*h, w) stack, then rows on a (h, B*W) view: the same
-    multiply-adds, fewer and larger BLAS calls (measured ~2x faster per tile).
+    Both matrices are banded (an output pixel depends only on the kernel's support around
+    its position), so each pass multiplies only the band: output columns (then rows) in
+    chunks of ``_CHUNK``, each against the input columns (rows) its weights reach, all
+    bands in one call, written in place. At ratio 4 with a cubic kernel a 512-px tile
+    takes ~1-2 ms against ~11 ms for two dense GEMMs (single BLAS thread, 2-core machine).
     """
     b, h, w = cube.shape
-    tmp = cube.reshape(b * h, w) @ cmat  # (B*h, W)
-    tmp = tmp.reshape(b, h, -1).transpose(1, 0, 2).reshape(h, -1)  # (h, B*W)
-    out = rmat @ tmp  # (H, B*W)
-    return np.ascontiguousarray(out.reshape(out.shape[0], b, -1).transpose(1, 0, 2))
+    flat = cube.reshape(b * h, w)
+    width = cmat.shape[1]
+    tmp = np.empty((b, h, width), dtype=np.result_type(cube, cmat))
+    tmp_flat = tmp.reshape(b * h, width)
+    for c0, c1, lo, hi in _bands(cmat.T):
+        np.matmul(flat[:, lo:hi], cmat[lo:hi, c0:c1], out=tmp_flat[:, c0:c1])
+    out = np.empty((b, rmat.shape[0], width), dtype=np.result_type(tmp, rmat))
+    for r0, r1, lo, hi in _bands(rmat):
+        np.matmul(rmat[r0:r1, lo:hi], tmp[:, lo:hi], out=out[:, r0:r1])
+    return out
 
 
-def _read_window(ds, band: int, window: Window) -> np.ndarray:
+_CHUNK = 64
+
+
+def _bands(mat: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """``(r0, r1, lo, hi)``: rows ``r0:r1`` of ``mat`` are zero outside columns ``lo:hi``."""
+    nz = mat != 0
+    out = []
+    for r0 in range(0, mat.shape[0], _CHUNK):
+        r1 = min(mat.shape[0], r0 + _CHUNK)
+        cols = np.flatnonzero(nz[r0:r1].any(axis=0))
+        lo, hi = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
+        out.append((r0, r1, lo, hi))
+    return out
+
+
+class StripCache:
+    """The last ``keep`` strips, loaded once and shared by every thread that asks.
+
+    The first thread asking for a key loads it; the others wait for that load instead of
+    repeating it. Tiles are handed out row by row, so the tiles in flight need one or two
+    strips at a time.
+    """
+
+    def __init__(self, load: Callable[[Any], Any], keep: int = 3) -> None:
+        self._load = load
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Any, Future] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            fut = self._entries.get(key)
+            owner = fut is None
+            if fut is None:
+                fut = self._entries[key] = Future()
+                while len(self._entries) > self._keep:
+                    self._entries.popitem(last=False)
+            else:
+                self._entries.move_to_end(key)
+        if owner:
+            try:
+                fut.set_result(self._load(key))
+            except BaseException as exc:
+                with self._lock:
+                    if self._entries.get(key) is fut:
+                        del self._entries[key]  # a later call retries instead of re-raising
+                fut.set_exception(exc)
+        return fut.result()
+
+
+def _dtype_of(handles: dict[str, Any]) -> np.dtype:
+    """Common numpy type of the MS files (the widest, if single-band files differ)."""
+    return np.result_type(*(np.dtype(ds.dtypes[0]) for ds in handles.values()))
+
+
+def _read_window(ds, band: int | list[int], window: Window) -> np.ndarray:
     try:
         return ds.read(band, window=window)
     except Exception as exc:

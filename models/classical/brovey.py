@@ -35,12 +35,15 @@ class Brovey(ClassicalMethod):
     name = "brovey"
 
     def apply(self, tile: Tile, coeffs: Any) -> np.ndarray:
-        ms = tile.ms
+        ms = tile.ms.copy()  # worked on in place below: one tile-sized buffer, not five
         dt = np.dtype(tile.ctx.dtype)
         if dt.kind in "iu":
             info = np.iinfo(dt)
-            ms = np.clip(np.rint(ms), info.min, info.max)
-        intensity = pseudo_pan(ms, tile.ctx.weights)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.where(intensity != 0, tile.pan / intensity, 0.0)
-        return ms * factor
+            np.rint(ms, out=ms)
+            np.clip(ms, info.min, info.max, out=ms)
+        factor = pseudo_pan(ms, tile.ctx.weights)
+        nonzero = factor != 0
+        np.divide(tile.pan, factor, out=factor, where=nonzero)
+        factor[~nonzero] = 0.0
+        ms *= factor
+        return ms
