@@ -7,9 +7,11 @@ copy). Here each worker thread applies the TIFF predictor, DEFLATE-compresses it
 tiles (libdeflate, GIL released) and computes its 2x2 share of the first overview;
 the calling thread appends the bytes to a scratch file. ``commit`` builds the smaller
 overviews from the first one, lays the file out as the COG specification wants (IFDs
-first, then the smallest overview's tiles ... the full resolution last; the GDAL
-"ghost" header announcing that layout) and renames it onto the destination. GeoTIFF
-and GDAL metadata tags come from a 1x1 template written by GDAL itself.
+first, then the smallest overview's tiles ... the full resolution last, each level's
+tiles in row-major order, each tile framed by its size before it and its last 4 bytes
+after it; the GDAL "ghost" header announces that layout, so GDAL reports LAYOUT=COG as
+for its own COG driver's files) and renames it onto the destination. GeoTIFF and GDAL
+metadata tags come from a 1x1 template written by GDAL itself.
 
 Options outside what this writer implements (other codecs, JPEG, masks ...) fall back
 to GDAL's COG driver (:class:`raster.cog.CogWriter`); see :func:`supports`.
@@ -192,9 +194,8 @@ class StreamingCogWriter:
         """Append the encoded tiles and store the overview share (calling thread only)."""
         lv = self.levels[0]
         for tr, tc, data in enc.tiles:
-            os.write(self._main_fd, data)  # type: ignore[arg-type]
             lv.offsets[(tr, tc)] = (self._main_size, len(data))
-            self._main_size += len(data)
+            self._main_size += _write_framed(self._main_fd, data)  # type: ignore[arg-type]
         if enc.overview is not None:
             self._write_rows(self._ovr_fd, self.levels[1], enc.overview, enc.row // 2, enc.col // 2)
 
@@ -248,13 +249,15 @@ class StreamingCogWriter:
 
                 size = 0
                 keys = [(r, c) for r in range(0, lv.height, bs) for c in range(0, lv.width, bs)]
-                with open(lv.path, "wb") as out:
+                out = os.open(lv.path, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
                     for n in range(0, len(keys), 2 * self.threads):
                         chunk = keys[n : n + 2 * self.threads]
                         for (r0, c0), data in zip(chunk, pool.map(one, chunk), strict=True):
-                            out.write(data)
                             lv.offsets[(r0 // bs, c0 // bs)] = (size, len(data))
-                            size += len(data)
+                            size += _write_framed(out, data)
+                finally:
+                    os.close(out)
                 os.close(raw_fd)  # type: ignore[arg-type]
                 raw_fd = nxt_fd
         self._ovr_fd = None
@@ -326,12 +329,16 @@ class StreamingCogWriter:
 
     def _assemble(self, final: Path, template: dict[int, Tag]) -> None:
         """Header, ghost area, every IFD, then tile data smallest overview first."""
-        # Tiles keep the order in which they were computed (no BLOCK_ORDER=ROW_MAJOR
-        # promise), so each level's scratch file is copied in one kernel-side copy.
-        ghost_body = "LAYOUT=IFDS_BEFORE_DATA\nKNOWN_INCOMPATIBLE_EDITION=NO\n "
+        # The scratch files hold framed tiles in the order they were computed; they are
+        # copied tile by tile in row-major order (kernel-side copies), as the ghost header
+        # promises (GDAL's COG driver writes the same five keys).
+        ghost_body = (
+            "LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
+            "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n "
+        )
         ghost = f"GDAL_STRUCTURAL_METADATA_SIZE={len(ghost_body):06d} bytes\n" + ghost_body
         order = [sorted(lv.offsets) for lv in self.levels]  # tag order: row-major
-        data_size = sum(sum(n for _, n in lv.offsets.values()) for lv in self.levels)
+        data_size = sum(sum(n + FRAME for _, n in lv.offsets.values()) for lv in self.levels)
         big = self.bigtiff == "YES"
         for _ in range(2):  # classic first; BigTIFF if offsets would not fit in 32 bits
             header = 16 if big else 8
@@ -351,18 +358,20 @@ class StreamingCogWriter:
                 )
             big = True
         # data placement: smallest overview first, full resolution last; within a level
-        # the scratch file's order, so tile offset = level base + offset in scratch file
+        # row-major; a tile's offset points past its 4-byte leader
         pos = data_start
         placed: dict[int, tuple[list[int], list[int]]] = {}
         bases: dict[int, int] = {}
         for k in reversed(range(len(self.levels))):
             lv = self.levels[k]
             bases[k] = pos
-            placed[k] = (
-                [pos + lv.offsets[rc][0] for rc in order[k]],
-                [lv.offsets[rc][1] for rc in order[k]],
-            )
-            pos += sum(n for _, n in lv.offsets.values())
+            offsets, counts = [], []
+            for rc in order[k]:
+                n = lv.offsets[rc][1]
+                offsets.append(pos + 4)
+                counts.append(n)
+                pos += n + FRAME
+            placed[k] = (offsets, counts)
         with open(final, "wb") as f:
             if big:
                 f.write(b"II" + struct.pack("<HHHQ", 43, 8, 0, ifd_start))
@@ -381,25 +390,49 @@ class StreamingCogWriter:
             f.flush()
             for k in reversed(range(len(self.levels))):
                 assert f.tell() == bases[k]
-                _append_file(self.levels[k].path, f)  # type: ignore[arg-type]
+                lv = self.levels[k]
+                spans = [(lv.offsets[rc][0], lv.offsets[rc][1] + FRAME) for rc in order[k]]
+                _append_spans(lv.path, spans, f)  # type: ignore[arg-type]
 
 
-def _append_file(src: Path, dst) -> None:
-    """Append ``src`` to the open file ``dst`` with kernel-side copies where possible."""
-    n = src.stat().st_size
+FRAME = 8  # bytes around each tile: 4-byte size before it, its last 4 bytes after it
+
+
+def _write_framed(fd: int, data: bytes) -> int:
+    """Append one tile as BLOCK_LEADER=SIZE_AS_UINT4 + data + BLOCK_TRAILER (last 4 bytes
+    repeated, which lets a reader detect a truncated or corrupt block); bytes written."""
+    parts = [struct.pack("<I", len(data)), data, data[-4:].rjust(4, b"\x00")]
+    n = len(data) + FRAME
+    done = os.writev(fd, parts)
+    while done < n:  # short writes are rare but allowed
+        blob = b"".join(parts)
+        done += os.write(fd, blob[done:])
+    return n
+
+
+def _append_spans(src: Path, spans: list[tuple[int, int]], dst) -> None:
+    """Append the byte ranges ``(offset, length)`` of ``src`` to the open file ``dst``, in
+    that order, with kernel-side copies where possible."""
+    dst.flush()
+    out = dst.fileno()
     with open(src, "rb") as fin:
-        done = 0
-        try:
-            while done < n:
-                k = os.copy_file_range(fin.fileno(), dst.fileno(), n - done)
-                if k == 0:
-                    break
-                done += k
-        except (AttributeError, OSError):
-            fin.seek(done)
-            shutil.copyfileobj(fin, dst, 1 << 22)
-            done = n
-        dst.seek(0, os.SEEK_END)
+        src_fd = fin.fileno()
+        for offset, length in spans:
+            done = 0
+            try:
+                while done < length:
+                    k = os.copy_file_range(src_fd, out, length - done, offset + done)
+                    if k == 0:
+                        break
+                    done += k
+            except (AttributeError, OSError):
+                pass
+            while done < length:
+                chunk = os.pread(src_fd, min(length - done, 1 << 22), offset + done)
+                if not chunk:
+                    raise OutputError(f"internal error: scratch file {src} is short")
+                done += os.write(out, chunk)
+    dst.seek(0, os.SEEK_END)
 
 
 def downsample2(arr: np.ndarray, nodata: float | None, resampling: str) -> np.ndarray:

@@ -84,3 +84,35 @@ def test_unaligned_block_is_a_bug(tmp_path):
     with w, pytest.raises(ValueError, match="aligned"):
         w.encode(np.zeros((1, 10, 10), np.uint8), 5, 0)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("bigtiff", ["NO", "YES"])
+def test_layout_is_cog_with_framed_row_major_tiles(make_scene, tmp_path, bigtiff):
+    """GDAL reports LAYOUT=COG: every level's tiles lie in row-major order, smaller levels
+    first, each with its size before it and its last 4 bytes after it (as the ghost
+    header's BLOCK_LEADER/BLOCK_TRAILER promise); tiles are computed out of order by
+    several threads, so the assembly must reorder them."""
+    s = make_scene(pan_shape=(1500, 1100), ratio=4, bands=3, seed=5)
+    out = tmp_path / "cog.tif"
+    opts = FuseOptions(method="brovey", threads=2, creation_options={"BIGTIFF": bigtiff})
+    fuse_files(s.pan, s.ms, str(out), opts)
+    raw = out.read_bytes()
+    firsts = []
+    for level in (None, 0, 1):
+        kw = {} if level is None else {"overview_level": level}
+        with rasterio.open(out, **kw) as ds:
+            if level is None:
+                assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            rows, cols = -(-ds.height // 512), -(-ds.width // 512)
+            offsets = []
+            for r in range(rows):
+                for c in range(cols):
+                    off = int(ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1))
+                    size = int(ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1))
+                    assert int.from_bytes(raw[off - 4 : off], "little") == size
+                    assert raw[off + size : off + size + 4] == raw[off + size - 4 : off + size]
+                    offsets.append(off)
+        assert offsets == sorted(offsets) and len(offsets) == rows * cols
+        firsts.append(offsets[0])
+    assert firsts[2] < firsts[1] < firsts[0], "smaller overviews must come first"
+    assert cog_validate(str(out), strict=True)[0]
