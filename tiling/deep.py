@@ -324,14 +324,18 @@ def load_deep(
 def patch_bytes(model: Any, n_bands: int, shape: tuple[int, int], bytes_per_value: int) -> int:
     """Rough peak memory of one patch in a forward pass (inference: no stored activations).
 
-    Four maps of the widest layer live at once (input, output, residual, ReLU) plus the
-    inputs and output; measured peaks of the five baselines stay below this.
+    Six maps of the widest convolution (input, output, residual, ReLU and the allocator's
+    slack) plus the inputs and output, plus the largest transient a module declares
+    (``transient_channels``: LAGConv's k^2 x C_out tap responses). Measured peaks per
+    pixel of the five baselines stay below it (tests/test_deep_memory.py).
     """
     from torch import nn
 
-    widest = max([m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)] + [n_bands])
+    modules = list(model.modules())
+    widest = max([m.out_channels for m in modules if isinstance(m, nn.Conv2d)] + [n_bands])
+    transient = max([int(getattr(m, "transient_channels", 0)) for m in modules] + [0])
     px = shape[0] * shape[1]
-    return int((4 * widest + 3 * n_bands + 1) * px * bytes_per_value)
+    return int((6 * widest + transient + 3 * n_bands + 1) * px * bytes_per_value)
 
 
 def auto_batch(

@@ -107,6 +107,8 @@ class LAGConv(nn.Module):
             )
         self.weight = nn.Parameter(torch.empty(c_out, c_in, k, k))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
+        # maps per pixel alive during forward (u and its padded copy), for memory planning
+        self.transient_channels = 2 * k2 * c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One GEMM for all taps, then the modulated shift-and-sum.
