@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/status").exists(), reason="needs Linux's /proc/self/status (VmHWM)"
-)
-
 from models.registry import model_names
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEP = model_names(family="deep")
+pytestmark = pytest.mark.skipif(
+    not Path("/proc/self/status").exists(), reason="needs Linux's /proc/self/status (VmHWM)"
+)
 
 # Peak RSS of a fresh interpreter that imports, builds the model and runs one forward
 # pass of a P x P patch; the growth from P = 256 to P = 512, per added pixel, is the
