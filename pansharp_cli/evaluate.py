@@ -178,6 +178,7 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score methods (or existing outputs) with the toolbox protocol (Q2n, SAM, ERGAS, QNR ...)."""
+    from pansharp_cli.georef import acknowledge_missing_georeference
     from quality.evaluate import (
         evaluate_fused,
         evaluate_methods,
@@ -187,6 +188,8 @@ def evaluate(
         to_csv,
         to_json,
     )
+
+    acknowledge_missing_georeference(ratio)
 
     args = list(inputs or [])
     methods = list(method or [])

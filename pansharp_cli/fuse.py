@@ -106,9 +106,11 @@ def fuse(
     ] = None,
 ) -> None:
     """Pansharpen a PAN/MS pair into a Cloud-Optimized GeoTIFF."""
+    from pansharp_cli.georef import acknowledge_missing_georeference
     from tiling.deep import parse_batch_size
     from tiling.fuse import FuseOptions, fuse_files
 
+    acknowledge_missing_georeference(ratio)
     if len(inputs) < 2:
         raise OptionError(
             "give the PAN file and at least one MS file: pansharp fuse PAN MS... -o OUT"
