@@ -183,12 +183,12 @@ class StreamingCogWriter:
             t = horizontal_predictor(t)
         elif self.predictor == 3:
             t = float_predictor(t)
-        raw = t.astype(t.dtype.newbyteorder("<"), copy=False).tobytes()
+        raw = np.ascontiguousarray(t.astype(t.dtype.newbyteorder("<"), copy=False))
         if self.compress == "NONE":
-            return raw
+            return raw.tobytes()
         import deflate
 
-        return deflate.zlib_compress(raw, self.level)
+        return deflate.zlib_compress(raw, self.level)  # reads the array's buffer, no copy
 
     def put(self, enc: Encoded) -> None:
         """Append the encoded tiles and store the overview share (calling thread only)."""

@@ -272,7 +272,9 @@ def fuse_files(
     creation.update(opts.creation_options)
     nthreads = opts.threads or default_threads()
     creation.setdefault("NUM_THREADS", str(nthreads))
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS=str(nthreads)):
+    # GDAL's own decoding threads: one. The tiles are read by ``nthreads`` workers already;
+    # a GDAL pool on top only adds wake-ups (8000^2 Brovey, 2 cores: 0.5 s less CPU).
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="1"):
         scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
         sensor = resolve_sensor(scene, opts.sensor)
         bit_depth = resolve_bit_depth(scene, sensor, opts.bit_depth)
