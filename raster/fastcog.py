@@ -24,7 +24,7 @@ import os
 import shutil
 import struct
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,15 +248,28 @@ class StreamingCogWriter:
                     return self._encode_tile(tile)
 
                 size = 0
-                keys = [(r, c) for r in range(0, lv.height, bs) for c in range(0, lv.width, bs)]
+                keys = ((r, c) for r in range(0, lv.height, bs) for c in range(0, lv.width, bs))
                 out = os.open(lv.path, os.O_WRONLY | os.O_CREAT, 0o600)
+                # a sliding window of jobs, written as they finish (the assembly puts them in
+                # row-major order): no barrier leaves a core idle
+                pending: dict[Future, tuple[int, int]] = {}
                 try:
-                    for n in range(0, len(keys), 2 * self.threads):
-                        chunk = keys[n : n + 2 * self.threads]
-                        for (r0, c0), data in zip(chunk, pool.map(one, chunk), strict=True):
+                    while True:
+                        for rc in keys:
+                            pending[pool.submit(one, rc)] = rc
+                            if len(pending) >= 2 * self.threads:
+                                break
+                        if not pending:
+                            break
+                        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            r0, c0 = pending.pop(fut)
+                            data = fut.result()
                             lv.offsets[(r0 // bs, c0 // bs)] = (size, len(data))
                             size += _write_framed(out, data)
                 finally:
+                    for fut in pending:
+                        fut.cancel()
                     os.close(out)
                 os.close(raw_fd)  # type: ignore[arg-type]
                 raw_fd = nxt_fd
