@@ -39,6 +39,9 @@ from measure import run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# pansharp's torch settings (huge pages for CPU tensors, see models/deep/__init__.py) for
+# the bare forward pass too, before anything imports torch: the comparison stays fair.
+import models.deep  # noqa: E402,F401
 
 PATCH = 1024
 
