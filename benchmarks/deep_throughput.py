@@ -6,9 +6,10 @@ blending, converting and writing the COG all overlap the forward pass. One run d
 
 1. a synthetic uint16 scene (PAN N x N, MS N/4 x N/4 x 4), written strip by strip;
 2. random-initialised FusionNet weights (seeded; fine for timing) saved as safetensors;
-3. the bare forward pass over N*N pixels: torch, inference mode, all cores, on inputs
-   of the engine's patch size (1024 x 1024, the fastest shape measured on the CPU), no
-   I/O, no tiling overlap - timed before, between and after the fuse runs;
+3. the bare forward pass over N*N pixels: torch, inference mode, all cores, the same
+   allocator setting as the engine (``keep_freed_memory``) and inputs of the engine's
+   largest CPU patch (``cpu_patch_cap``: 496 x 496 for FusionNet), no I/O, no tiling
+   overlap - timed before, between and after the fuse runs;
 4. ``pansharp fuse`` in a subprocess; its peak RSS is that child's ``ru_maxrss`` from
    ``os.wait4``; its throughput is taken from the run's own ``seconds`` (fuse_files:
    open, read, infer, write, COG) and also from the wall time (adds interpreter start and
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 # the bare forward pass too, before anything imports torch: the comparison stays fair.
 import models.deep  # noqa: E402,F401
 
-PATCH = 1024
+OVERLAP = 24  # FusionNet's default overlap in the engine (2 x halo 10 + ramp 4)
 
 
 def make_scene(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
@@ -99,21 +100,25 @@ def make_weights(folder: Path) -> Path:
 
 
 def bare_forward(pixels: int, threads: int) -> float:
-    """Seconds for FusionNet's forward pass over ``pixels`` pixels (1024^2 inputs)."""
+    """Seconds for FusionNet's forward pass over ``pixels`` pixels (engine-size inputs)."""
     import torch
 
+    from models.deep.runtime import keep_freed_memory
     from models.registry import create_model
+    from tiling.deep import MAX_PATCH, cpu_patch_cap
 
+    keep_freed_memory()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = create_model("fusionnet", n_bands=4).eval()
-    shapes = [(PATCH, PATCH)] * (pixels // PATCH**2)
-    rest = pixels - len(shapes) * PATCH**2
+    patch = cpu_patch_cap(model, 4, OVERLAP) or MAX_PATCH
+    shapes = [(patch, patch)] * (pixels // patch**2)
+    rest = pixels - len(shapes) * patch**2
     if rest:
-        shapes.append((math.ceil(rest / PATCH), PATCH))
+        shapes.append((math.ceil(rest / patch), patch))
     with torch.inference_mode():
         model(torch.rand(1, 4, 64, 64), torch.rand(1, 1, 64, 64))  # warm-up
-        ms, pan = torch.rand(1, 4, PATCH, PATCH), torch.rand(1, 1, PATCH, PATCH)
+        ms, pan = torch.rand(1, 4, patch, patch), torch.rand(1, 1, patch, patch)
         t0 = time.perf_counter()
         for h, w in shapes:
             model(ms[:, :, :h, :w], pan[:, :, :h, :w])

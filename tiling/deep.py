@@ -58,7 +58,9 @@ log = logging.getLogger("pansharp.deep")
 Sink = Callable[[TileSpec, np.ndarray, np.ndarray], None]
 
 MIN_PATCH = 256
-# Measured on 2 CPU cores, FusionNet: 1024 gives the best px/s (0.41 vs 0.33 Mpx/s at 512).
+# Largest default patch (GPU, or CPU models too wide for cpu_patch_cap). On the CPU, once
+# freed activations stay in the heap (keep_freed_memory), patches whose maps fit under
+# glibc's mmap ceiling are faster: FusionNet 1.19 Mpx/s at 496^2 vs 0.85 at 1024^2.
 MAX_PATCH = 1024
 PATCH_PER_OVERLAP = 64  # patch >= 64 x overlap keeps the recomputed overlap under ~3 %
 # One batch on the CPU (--batch-size auto): large patches go one at a time, which measured
@@ -176,7 +178,9 @@ class AxisPlan:
 STRETCH = 1.15  # a patch may grow this much if it saves a whole row/column of patches
 
 
-def plan_axis(length: int, patch: int, margin: int, ramp: int) -> AxisPlan:
+def plan_axis(
+    length: int, patch: int, margin: int, ramp: int, stretch: float = STRETCH
+) -> AxisPlan:
     """Cover ``length`` pixels with as few patches as fit, all of one size, evenly spread.
 
     Why balanced: with a fixed size the last patch is mostly wasted (4000 pixels with
@@ -192,9 +196,9 @@ def plan_axis(length: int, patch: int, margin: int, ramp: int) -> AxisPlan:
             f"--tile {patch} is too small for an overlap of {2 * margin + ramp} pixels; "
             f"use a --tile larger than {2 * (2 * margin + ramp)} or a smaller --overlap"
         )
-    if length <= int(core_max * STRETCH):
+    if length <= int(core_max * stretch):
         return AxisPlan(length, length + 2 * margin, margin, ramp, (-margin,))
-    stretched = max(core_max, int(core_max * STRETCH))
+    stretched = max(core_max, int(core_max * stretch))
     n = max(2, math.ceil((length - ramp) / (stretched - ramp)))
     core = math.ceil((length + (n - 1) * ramp) / n)
     starts = [k * (core - ramp) for k in range(n - 1)] + [length - core]
@@ -238,6 +242,28 @@ class PatchPlan:
         return np.outer(self.rows.weights(i), self.cols.weights(j))
 
 
+def cpu_patch_cap(model: Any, n_bands: int, overlap: int) -> int | None:
+    """Largest patch side (a multiple of 16) whose widest activation stays under glibc's
+    mmap ceiling, or None when that patch would be too small for the overlap.
+
+    With :func:`models.deep.runtime.keep_freed_memory`, activations under the ceiling are
+    reused from the heap patch after patch instead of being faulted in and zeroed anew;
+    the smaller patches recompute more overlap, so the cap applies only when the patch
+    is at least 16 x the overlap (under ~13 % recomputed pixels). FusionNet/PanNet: 496,
+    PNN/DiCNN (64 maps): 352; LAGNet (288 tap maps per LAGConv): none.
+    """
+    from torch import nn
+
+    from models.deep.runtime import GLIBC_MMAP_CEILING
+
+    modules = list(model.modules())
+    widest = max([m.out_channels for m in modules if isinstance(m, nn.Conv2d)] + [n_bands])
+    widest = max([widest] + [int(getattr(m, "transient_channels", 0)) // 2 for m in modules])
+    px = (GLIBC_MMAP_CEILING - (64 << 10)) // (4 * widest)
+    side = int(math.isqrt(px)) // 16 * 16
+    return side if side >= max(MIN_PATCH, 16 * overlap) else None
+
+
 def plan_patches(
     height: int,
     width: int,
@@ -245,20 +271,25 @@ def plan_patches(
     tile: int | None = None,
     overlap: int | None = None,
     global_context: bool = False,
+    max_patch: int | None = None,
 ) -> PatchPlan:
-    """Patch plan for a scene; ``tile``/``overlap`` default from the receptive field."""
+    """Patch plan for a scene; ``tile``/``overlap`` default from the receptive field
+    (``max_patch`` caps that default, see :func:`cpu_patch_cap`)."""
     if overlap is None:
         overlap = 2 * halo + default_ramp(halo, global_context)
     margin, ramp = split_overlap(int(overlap), halo)
     patch = int(tile) if tile is not None else default_patch(2 * margin + ramp)
+    stretch = STRETCH
+    if tile is None and max_patch is not None:
+        patch, stretch = min(patch, int(max_patch)), 1.0  # a hard cap: no stretching past it
     if patch < 8:
         raise OptionError(f"--tile must be >= 8 for deep models, got {patch}")
     if overlap > patch // 2:
         raise OptionError(
             f"--overlap {overlap} is more than half of --tile {patch}; use a larger --tile"
         )
-    rows = plan_axis(height, patch, margin, ramp)
-    cols = plan_axis(width, patch, margin, ramp)
+    rows = plan_axis(height, patch, margin, ramp, stretch)
+    cols = plan_axis(width, patch, margin, ramp, stretch)
     return PatchPlan(rows, cols, halo)
 
 
@@ -691,10 +722,21 @@ def run_deep(
 
     s = deep.settings
     h, w = scene.out_shape
-    plan = plan_patches(h, w, deep.halo, s.tile, s.overlap, deep.global_context)
+    cap = None
+    if deep.device.type == "cpu":
+        from models.deep.runtime import keep_freed_memory
+
+        if keep_freed_memory() and s.tile is None:
+            overlap = s.overlap
+            if overlap is None:
+                overlap = 2 * deep.halo + default_ramp(deep.halo, deep.global_context)
+            cap = cpu_patch_cap(deep.model, scene.n_bands, int(overlap))
+    plan = plan_patches(h, w, deep.halo, s.tile, s.overlap, deep.global_context, cap)
     batch = s.batch_size or auto_batch(
         deep.model, deep.device, scene.n_bands, plan.shape, s.precision
     )
+    if cap is not None and not s.batch_size:
+        batch = 1  # stacked patches would be one activation above the mmap ceiling again
     batch = max(1, min(batch, plan.count))
     total = h * w
     report = progress or (lambda phase, done, tot: None)

@@ -1,0 +1,103 @@
+"""CPU inference keeps its activations in glibc's heap: patch cap, allocator setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.deep.card import WeightsCard
+from models.deep.runtime import GLIBC_MMAP_CEILING
+from models.registry import REGISTRY, create_model
+from raster.scene import open_scene
+from tiling.deep import DeepModel, DeepSettings, cpu_patch_cap, plan_patches, run_deep
+from tiling.fuse import FuseOptions, build_context, resolve_sensor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("name", "cap"), [("fusionnet", 496), ("pannet", 496), ("pnn", 352), ("lagnet", None)]
+)
+def test_cpu_patch_cap_keeps_the_widest_map_under_the_mmap_ceiling(name, cap):
+    """The cap is the largest multiple of 16 under the ceiling; LAGNet's 288 tap maps per
+    LAGConv would need patches too small for its overlap, so it gets none."""
+    model = create_model(name, n_bands=4)
+    overlap = 2 * REGISTRY[name].info.halo(2) + 4  # the engine's default for local models
+    got = cpu_patch_cap(model, 4, overlap)
+    assert got == cap
+    if got is not None:
+        widest = max(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        assert widest * got * got * 4 < GLIBC_MMAP_CEILING
+        assert widest * (got + 16) ** 2 * 4 > GLIBC_MMAP_CEILING - (64 << 10)  # the largest
+
+
+@pytest.mark.parametrize("length", [300, 497, 1000, 1999, 4000])
+def test_capped_plan_never_stretches_past_the_cap(length):
+    plan = plan_patches(length, length + 37, halo=10, max_patch=496)
+    assert plan.rows.patch <= 496 and plan.cols.patch <= 496
+    free = plan_patches(length, length + 37, halo=10)  # uncapped: may stretch to 1.15 x
+    assert free.rows.patch >= plan.rows.patch
+
+
+def test_run_deep_on_cpu_uses_capped_patches_one_at_a_time(make_scene):
+    """DiCNN (64 maps, cap 352) on a 500 x 420 scene: patches at most 352, batch 1, and the
+    result equals a run with one patch over the whole scene (exact tiling)."""
+    paths = make_scene(pan_shape=(500, 420), ratio=2, bands=3, seed=4)
+    scene = open_scene(paths.pan, paths.ms)
+    ctx = build_context(scene, resolve_sensor(scene, None), FuseOptions(), 16)
+    torch.manual_seed(0)
+    net = create_model("dicnn", n_bands=3).eval()
+    card = WeightsCard("dicnn", {"n_bands": 3}, "generic", [], 2, 16, 65535.0)
+    h, w = scene.out_shape
+
+    def run(settings: DeepSettings) -> tuple[np.ndarray, dict]:
+        deep = DeepModel("dicnn", net, card, Path("w"), torch.device("cpu"), 3, settings)
+        out = np.full((3, h, w), np.nan, dtype=np.float32)
+
+        def sink(spec, fused_dn, valid):
+            out[:, spec.row : spec.row + spec.height, spec.col : spec.col + spec.width] = fused_dn
+
+        return out, run_deep(scene, deep, ctx, sink)
+
+    capped, facts = run(DeepSettings())
+    assert max(facts["patch"]) <= 352 and facts["batch_size"] == 1 and facts["patches"] > 1
+    whole, _ = run(DeepSettings(tile=600))
+    np.testing.assert_allclose(capped, whole, rtol=1e-5, atol=1e-3)
+
+
+PROBE = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy as np
+    from models.deep.runtime import keep_freed_memory
+    if sys.argv[1] == "keep":
+        assert keep_freed_memory()
+    def cycle():
+        blocks = [np.ones(3 << 20) for _ in range(4)]  # 4 x 24 MiB, under the mmap ceiling
+        del blocks
+    cycle()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        cycle()
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_again():
+    def faults(mode: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, mode], cwd=ROOT, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+
+    kept, default = faults("keep"), faults("default")
+    assert kept * 10 < default, (kept, default)
