@@ -49,7 +49,7 @@ class TileReader:
         self._local = threading.local()
         self._stacks: list[ExitStack] = []
         self._lock = threading.Lock()
-        self._strips = StripCache(self._load_ms_strip)
+        self._strips = StripCache(self._load_ms_strip, keep=2)
 
     # -- handles -------------------------------------------------------------------
     def _handles(self) -> tuple[Any, dict[str, Any]]:
@@ -230,7 +230,8 @@ class StripCache:
 
     The first thread asking for a key loads it; the others wait for that load instead of
     repeating it. Tiles are handed out row by row, so the tiles in flight need one or two
-    strips at a time.
+    strips at a time; the reader keeps two (each strip is scene-wide: at 4000^2 the
+    evaluate benchmark's peak RSS was 457 MB keeping one, 486 MB keeping three).
     """
 
     def __init__(self, load: Callable[[Any], Any], keep: int = 3) -> None:
