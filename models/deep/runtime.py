@@ -134,8 +134,9 @@ def keep_freed_memory() -> bool:
     ``M_TRIM_THRESHOLD`` raised (and a fixed 32 MiB ``M_MMAP_THRESHOLD``) freed blocks stay
     in the heap; with activations under the mmap ceiling (see
     :func:`tiling.deep.cpu_patch_cap`) a FusionNet forward ran at 1.19 Mpx/s on 496^2
-    patches against 0.74 Mpx/s on 1024^2 (2 cores). Process-wide; peak RSS does not grow
-    (memory is reused, not added), RSS just does not shrink between patches. Returns
+    patches, against 0.69 (496^2) and 0.74 Mpx/s (1024^2) without it (2 cores).
+    Process-wide; peak RSS does not grow (memory is reused, not added), RSS just does not
+    shrink between patches. Returns
     whether glibc accepted it (False on other C libraries and systems).
     """
     global _KEEPING
