@@ -120,6 +120,11 @@ def default_ramp(halo: int, global_context: bool = False) -> int:
     return max(GLOBAL_RAMP, 2 * halo) if global_context else LOCAL_RAMP
 
 
+def default_overlap(halo: int, global_context: bool = False) -> int:
+    """``--overlap`` when the user gives none: the halo on both sides plus the ramp."""
+    return 2 * halo + default_ramp(halo, global_context)
+
+
 def split_overlap(overlap: int, halo: int) -> tuple[int, int]:
     """(margin, ramp) of a patch window for ``overlap`` shared pixels.
 
@@ -242,6 +247,17 @@ class PatchPlan:
         return np.outer(self.rows.weights(i), self.cols.weights(j))
 
 
+def map_widths(model: Any, n_bands: int) -> tuple[int, int]:
+    """(widest convolution output, or the band count; largest ``transient_channels`` a
+    module declares): the channel counts that set a forward pass's memory per pixel."""
+    from torch import nn
+
+    modules = list(model.modules())
+    widest = max([m.out_channels for m in modules if isinstance(m, nn.Conv2d)] + [n_bands])
+    transient = max([int(getattr(m, "transient_channels", 0)) for m in modules] + [0])
+    return widest, transient
+
+
 def cpu_patch_cap(model: Any, n_bands: int, overlap: int) -> int | None:
     """Largest patch side (a multiple of 16) whose widest activation stays under glibc's
     mmap ceiling, or None when that patch would be too small for the overlap.
@@ -252,13 +268,10 @@ def cpu_patch_cap(model: Any, n_bands: int, overlap: int) -> int | None:
     is at least 16 x the overlap (under ~13 % recomputed pixels). FusionNet/PanNet: 496,
     PNN/DiCNN (64 maps): 352; LAGNet (288 tap maps per LAGConv): none.
     """
-    from torch import nn
-
     from models.deep.runtime import GLIBC_MMAP_CEILING
 
-    modules = list(model.modules())
-    widest = max([m.out_channels for m in modules if isinstance(m, nn.Conv2d)] + [n_bands])
-    widest = max([widest] + [int(getattr(m, "transient_channels", 0)) // 2 for m in modules])
+    conv, transient = map_widths(model, n_bands)
+    widest = max(conv, transient // 2)  # LAGConv's transient: its tap maps, twice
     px = (GLIBC_MMAP_CEILING - (64 << 10)) // (4 * widest)
     side = int(math.isqrt(px)) // 16 * 16
     return side if side >= max(MIN_PATCH, 16 * overlap) else None
@@ -276,7 +289,7 @@ def plan_patches(
     """Patch plan for a scene; ``tile``/``overlap`` default from the receptive field
     (``max_patch`` caps that default, see :func:`cpu_patch_cap`)."""
     if overlap is None:
-        overlap = 2 * halo + default_ramp(halo, global_context)
+        overlap = default_overlap(halo, global_context)
     margin, ramp = split_overlap(int(overlap), halo)
     patch = int(tile) if tile is not None else default_patch(2 * margin + ramp)
     stretch = STRETCH
@@ -360,11 +373,7 @@ def patch_bytes(model: Any, n_bands: int, shape: tuple[int, int], bytes_per_valu
     (``transient_channels``: LAGConv's k^2 x C_out tap responses). Measured peaks per
     pixel of the five baselines stay below it (tests/test_deep_memory.py).
     """
-    from torch import nn
-
-    modules = list(model.modules())
-    widest = max([m.out_channels for m in modules if isinstance(m, nn.Conv2d)] + [n_bands])
-    transient = max([int(getattr(m, "transient_channels", 0)) for m in modules] + [0])
+    widest, transient = map_widths(model, n_bands)
     px = shape[0] * shape[1]
     return int((6 * widest + transient + 3 * n_bands + 1) * px * bytes_per_value)
 
@@ -729,14 +738,15 @@ def run_deep(
         if keep_freed_memory() and s.tile is None:
             overlap = s.overlap
             if overlap is None:
-                overlap = 2 * deep.halo + default_ramp(deep.halo, deep.global_context)
+                overlap = default_overlap(deep.halo, deep.global_context)
             cap = cpu_patch_cap(deep.model, scene.n_bands, int(overlap))
     plan = plan_patches(h, w, deep.halo, s.tile, s.overlap, deep.global_context, cap)
-    batch = s.batch_size or auto_batch(
-        deep.model, deep.device, scene.n_bands, plan.shape, s.precision
-    )
     if cap is not None and not s.batch_size:
         batch = 1  # stacked patches would be one activation above the mmap ceiling again
+    else:
+        batch = s.batch_size or auto_batch(
+            deep.model, deep.device, scene.n_bands, plan.shape, s.precision
+        )
     batch = max(1, min(batch, plan.count))
     total = h * w
     report = progress or (lambda phase, done, tot: None)
