@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,10 +14,9 @@ from models.deep.card import WeightsCard
 from models.deep.runtime import GLIBC_MMAP_CEILING
 from models.registry import REGISTRY, create_model
 from raster.scene import open_scene
+from tests.probe import run_python
 from tiling.deep import DeepModel, DeepSettings, cpu_patch_cap, plan_patches, run_deep
 from tiling.fuse import FuseOptions, build_context, resolve_sensor
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -93,11 +91,7 @@ PROBE = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_again():
     def faults(mode: str) -> int:
-        out = subprocess.run(
-            [sys.executable, "-c", PROBE, mode], cwd=ROOT, capture_output=True, text=True
-        )
-        assert out.returncode == 0, out.stderr
-        return int(out.stdout.split()[-1])
+        return int(run_python(PROBE, mode).split()[-1])
 
     kept, default = faults("keep"), faults("default")
     assert kept * 10 < default, (kept, default)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from models.registry import model_names
+from tests.probe import run_python
 
-ROOT = Path(__file__).resolve().parents[1]
 DEEP = model_names(family="deep")
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="needs Linux's /proc/self/status (VmHWM)"
@@ -41,14 +39,7 @@ PROBE = textwrap.dedent(
 
 
 def _probe(name: str, size: int) -> tuple[float, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, name, str(size)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    peak, estimate = (float(x) for x in out.stdout.split())
+    peak, estimate = (float(x) for x in run_python(PROBE, name, str(size)).split())
     return peak, estimate
 
 

@@ -7,10 +7,7 @@ and a few optimiser steps lowering the loss on a fixed batch.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,9 +16,9 @@ import torch
 from models.deep.common import count_params
 from models.deep.runtime import predict
 from models.registry import create_model, get_entry, model_names
+from tests.probe import run_python
 
 DEEP = model_names("deep")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -59,11 +56,7 @@ def test_listing_models_does_not_import_torch():
         "[available_weights(n) for n in names];"
         "assert 'torch' not in sys.modules, 'torch imported'; print(len(names))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "5"
+    assert run_python(code).strip() == "5"
 
 
 @pytest.mark.parametrize("name", DEEP)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.probe import run_python
+
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 PROBE = textwrap.dedent(
@@ -35,10 +34,7 @@ def _faults(env_value: str | None) -> int:
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     if env_value is not None:
         env["THP_MEM_ALLOC_ENABLE"] = env_value
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return int(out.stdout.split()[-1])
+    return int(run_python(PROBE, env=env).split()[-1])
 
 
 @pytest.mark.skipif(
