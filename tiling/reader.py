@@ -49,7 +49,7 @@ class TileReader:
         self._local = threading.local()
         self._stacks: list[ExitStack] = []
         self._lock = threading.Lock()
-        self._strips = StripCache(self._load_ms_strip, keep=2)
+        self._strips = StripCache(self._load_ms_strip)
 
     # -- handles -------------------------------------------------------------------
     def _handles(self) -> tuple[Any, dict[str, Any]]:
@@ -234,7 +234,7 @@ class StripCache:
     evaluate benchmark's peak RSS was 457 MB keeping one, 486 MB keeping three).
     """
 
-    def __init__(self, load: Callable[[Any], Any], keep: int = 3) -> None:
+    def __init__(self, load: Callable[[Any], Any], keep: int = 2) -> None:
         self._load = load
         self._keep = keep
         self._lock = threading.Lock()
