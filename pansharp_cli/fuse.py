@@ -136,6 +136,7 @@ def fuse(
         patch=tile,
         overlap=overlap,
     )
+    _import_torch_if_deep(opts.method)
     with progress_bar(quiet) as progress:
         result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
     summary = {
@@ -165,3 +166,18 @@ def fuse(
 
 def register(app: typer.Typer) -> None:
     app.command("fuse")(fuse)
+
+
+def _import_torch_if_deep(method: str) -> None:
+    """Import torch before the progress bar freezes the imported objects (a deep model
+    needs it; see pansharp_cli.progress.freeze_imports). Unknown names are the library's
+    to report."""
+    from errors import PansharpError
+    from models.registry import get_entry
+
+    try:
+        deep = get_entry(method).info.needs_weights
+    except PansharpError:
+        return
+    if deep:
+        import torch  # noqa: F401

@@ -6,6 +6,7 @@ its own bar with elapsed time and ETA. ``--quiet`` gives a callback that does no
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -32,9 +33,25 @@ PHASES = {
 }
 
 
+def freeze_imports() -> None:
+    """Take every object alive now (the imported modules: ~600, most of the process's
+    objects) out of the cyclic garbage collector's reach (:func:`gc.freeze`).
+
+    Why: each full collection during the run and the one at interpreter exit walk them
+    all for nothing, since modules stay until the end (measured on an 8000^2 Brovey fuse:
+    0.4 s from the end of the work to the process exit, 0.2 s frozen). The CLI owns the
+    process, so it decides this, just before the long work; the library never does.
+    """
+    gc.freeze()
+
+
 @contextmanager
 def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
-    """Yield a ``progress(phase, done, total)`` callback drawing rich bars on stderr."""
+    """Yield a ``progress(phase, done, total)`` callback drawing rich bars on stderr.
+
+    Entering it starts a command's long work, so it first calls :func:`freeze_imports`.
+    """
+    freeze_imports()
     if quiet:
         yield lambda phase, done, total: None
         return

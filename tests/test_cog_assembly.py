@@ -1,0 +1,127 @@
+"""The streaming COG writer's last step (raster.coglayout): in place or by copy, same COG."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rio_cogeo.cogeo import cog_validate
+
+import raster.coglayout as coglayout
+import raster.fastcog as fastcog
+from raster.cog import RasterSpec
+from raster.fastcog import StreamingCogWriter
+
+BLOCK = 256
+
+
+def _insert_supported(folder) -> bool:
+    path = folder / "probe.bin"
+    path.write_bytes(b"x" * 10000)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return coglayout._insert_front(fd, max(4096, os.fstatvfs(fd).f_frsize))
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
+def _write(path, data: np.ndarray, order: list[tuple[int, int]]) -> StreamingCogWriter:
+    """Write ``data`` (B, H, W) block by block in ``order`` (block rows/cols)."""
+    b, h, w = data.shape
+    spec = RasterSpec(
+        count=b, height=h, width=w, dtype=str(data.dtype), nodata=None, crs="EPSG:32631",
+        transform=Affine(2.0, 0, 400000.0, 0, -2.0, 4000000.0),
+    )  # fmt: skip
+    co = {"BLOCKSIZE": str(BLOCK), "PREDICTOR": "2", "NUM_THREADS": "2"}
+    with StreamingCogWriter(path, spec, overwrite=False, creation_options=co) as wr:
+        for r, c in order:
+            r0, c0 = r * BLOCK, c * BLOCK
+            wr.write(data[:, r0 : r0 + BLOCK, c0 : c0 + BLOCK], r0, c0)
+        wr.commit()
+    return wr
+
+
+def _levels(path) -> list[np.ndarray]:
+    out = []
+    with rasterio.open(path) as ds:
+        n = len(ds.overviews(1))
+        out.append(ds.read())
+    for k in range(n):
+        with rasterio.open(path, overview_level=k) as ds:
+            out.append(ds.read())
+    return out
+
+
+@pytest.fixture
+def scene_data() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    h, w = 3 * BLOCK + 37, 4 * BLOCK + 5  # not a multiple of the block: partial edge tiles
+    base = rng.integers(0, 4000, (3, h, w)).astype(np.uint16)
+    return base
+
+
+def _order(data: np.ndarray, reverse: bool) -> list[tuple[int, int]]:
+    rows, cols = -(-data.shape[1] // BLOCK), -(-data.shape[2] // BLOCK)
+    keys = [(r, c) for r in range(rows) for c in range(cols)]
+    return keys[::-1] if reverse else keys
+
+
+def test_in_place_and_copy_give_the_same_cog(scene_data, tmp_path, monkeypatch):
+    """Tiles arriving out of order are held back and appended in row-major order, so the
+    full-resolution scratch file becomes the output in place; with nothing held back
+    (HELD_BYTES = 0) they are appended as they come and the assembly copies. Both are
+    valid COGs with the same pixels at every level."""
+    if not _insert_supported(tmp_path):
+        pytest.skip("this file system cannot insert a range (fallocate INSERT_RANGE)")
+    a, b = tmp_path / "in_place.tif", tmp_path / "copy.tif"
+    wa = _write(a, scene_data, _order(scene_data, reverse=True))
+    monkeypatch.setattr(fastcog, "HELD_BYTES", 0)
+    wb = _write(b, scene_data, _order(scene_data, reverse=True))
+    assert (wa.assembly, wb.assembly) == ("in-place", "copy")
+    for path in (a, b):
+        assert cog_validate(str(path), strict=True)[0]
+        with rasterio.open(path) as ds:
+            assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    la, lb = _levels(a), _levels(b)
+    assert len(la) == len(lb) == 4  # 1029 -> 515 -> 258 -> 129 wide
+    np.testing.assert_array_equal(la[0], scene_data)
+    for x, y in zip(la, lb, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.tif", "in_place.tif"]
+
+
+def test_in_place_output_has_a_new_files_mode(scene_data, tmp_path):
+    """The scratch file that becomes the output gets what a new file gets (0o666 less the
+    umask), not a private scratch mode."""
+    if not _insert_supported(tmp_path):
+        pytest.skip("this file system cannot insert a range (fallocate INSERT_RANGE)")
+    old = os.umask(0o022)
+    try:
+        w = _write(tmp_path / "o.tif", scene_data, _order(scene_data, reverse=False))
+    finally:
+        os.umask(old)
+    assert w.assembly == "in-place"
+    assert stat.S_IMODE((tmp_path / "o.tif").stat().st_mode) == 0o644
+
+
+def test_copy_when_the_file_system_cannot_insert(scene_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(coglayout, "_insert_front", lambda fd, length: False)
+    w = _write(tmp_path / "o.tif", scene_data, _order(scene_data, reverse=False))
+    assert w.assembly == "copy"
+    assert cog_validate(str(tmp_path / "o.tif"), strict=True)[0]
+    np.testing.assert_array_equal(_levels(tmp_path / "o.tif")[0], scene_data)
+
+
+def test_row_major_check_reads_the_offsets():
+    class L:
+        path = None
+        offsets = {(0, 0): (0, 10), (0, 1): (18, 5), (1, 0): (31, 7)}
+
+    assert coglayout.in_row_major_order(L())
+    L.offsets = {(0, 0): (13, 10), (0, 1): (0, 5), (1, 0): (31, 7)}
+    assert not coglayout.in_row_major_order(L())
