@@ -129,7 +129,8 @@ class StreamingCogWriter:
         self._held_bytes = 0
         self._next = 0  # row-major index of the next full-resolution tile to append
         self.assembly = ""  # "in-place" or "copy", once committed (raster.coglayout)
-        self._ovr_fd: int | None = None
+        self._ovr_fd: int | None = None  # raw pixels of the overview level being built
+        self._next_fd: int | None = None  # ... and of the level after it
 
     def _predictor(self, value: str) -> int:
         if self.compress == "NONE" or value in ("NO", "1", "NONE", "FALSE"):
@@ -155,10 +156,10 @@ class StreamingCogWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for fd in (self._main_fd, self._ovr_fd):
+        for fd in (self._main_fd, self._ovr_fd, self._next_fd):
             if fd is not None:
                 os.close(fd)
-        self._main_fd = self._ovr_fd = None
+        self._main_fd = self._ovr_fd = self._next_fd = None
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
@@ -275,13 +276,13 @@ class StreamingCogWriter:
 
         assert self._tmpdir is not None
         bs = self.block
-        raw_fd = self._ovr_fd
         for k in range(1, len(self.levels)):
             lv = self.levels[k]
             lv.path = self._tmpdir / f"level{k}.bin"
-            nxt_fd = None
-            if k + 1 < len(self.levels):
-                nxt_fd = os.open(self._tmpdir / f"ovr{k + 1}.raw", os.O_RDWR | os.O_CREAT)
+            if k + 1 < len(self.levels):  # open descriptors live on self: __exit__ closes them
+                path = self._tmpdir / f"ovr{k + 1}.raw"
+                self._next_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            raw_fd, nxt_fd = self._ovr_fd, self._next_fd
             nxt = self.levels[k + 1] if nxt_fd is not None else None
 
             def one(rc: tuple[int, int], fd=raw_fd, lv=lv, nxt=nxt, nxt_fd=nxt_fd) -> bytes:
@@ -306,8 +307,7 @@ class StreamingCogWriter:
             finally:
                 os.close(out)
             os.close(raw_fd)  # type: ignore[arg-type]
-            raw_fd = nxt_fd
-        self._ovr_fd = None
+            self._ovr_fd, self._next_fd = self._next_fd, None
 
     def _read_rows(self, fd: int, level: _Level, r0: int, c0: int, h: int) -> np.ndarray:
         """Read a block-wide window (h rows from the block origin (r0, c0)) of a raw level,

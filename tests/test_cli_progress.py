@@ -30,3 +30,17 @@ def test_bar_accepts_phases_and_totals(capsys):
         gc.unfreeze()
     err = capsys.readouterr().err
     assert "fusing" in err and "unknown-phase" in err
+
+
+def test_fuse_imports_torch_before_the_freeze_only_for_deep_models():
+    """A deep model's torch is imported before the bar freezes the imports (so its
+    objects are frozen too); a classical method never pays for importing torch."""
+    from tests.probe import run_python
+
+    code = (
+        "import sys; from pansharp_cli.fuse import _import_torch_if_deep as f; "
+        "f(sys.argv[1]); print('torch' in sys.modules)"
+    )
+    assert run_python(code, "brovey").strip() == "False"
+    assert run_python(code, "no-such-method").strip() == "False"
+    assert run_python(code, "fusionnet").strip() == "True"

@@ -125,3 +125,31 @@ def test_row_major_check_reads_the_offsets():
     assert coglayout.in_row_major_order(L())
     L.offsets = {(0, 0): (13, 10), (0, 1): (0, 5), (1, 0): (31, 7)}
     assert not coglayout.in_row_major_order(L())
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_failing_overview_build_leaves_no_descriptor_and_no_file(
+    scene_data, tmp_path, monkeypatch
+):
+    """An error while the second overview level is encoded: every scratch descriptor is
+    closed when the writer exits, the scratch folder is gone, nothing is at the output."""
+    calls = {"n": 0}
+    real = StreamingCogWriter._read_rows
+
+    def failing(self, fd, level, r0, c0, h):
+        if level is self.levels[2]:
+            calls["n"] += 1
+            raise OSError("disk went away")
+        return real(self, fd, level, r0, c0, h)
+
+    monkeypatch.setattr(StreamingCogWriter, "_read_rows", failing)
+    before = _open_fds()
+    with pytest.raises(OSError, match="disk went away"):
+        _write(tmp_path / "o.tif", scene_data, _order(scene_data, reverse=False))
+    assert calls["n"] >= 1
+    assert _open_fds() <= before
+    assert list(tmp_path.iterdir()) == []
