@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from measure import run_measured
+from measure import compile_sources, run_measured
 
 RATIO = 4
 BANDS = 4
@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="write the measurements as JSON")
     ap.add_argument("--keep", default=None, help="folder to keep the scenes in (default: temp)")
     args = ap.parse_args()
+    compile_sources()  # as installed: bytecode caches present (see measure.py)
     # SIGTERM unwinds like Ctrl-C, so the scenes folder is removed (the child cleans its own)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sizes = args.size or [2000, 4000]

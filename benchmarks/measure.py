@@ -9,6 +9,7 @@ Python launcher (~10 MB) that waits for it with ``os.wait4`` and reports its rus
 
 from __future__ import annotations
 
+import compileall
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,27 @@ _, status, usage = os.wait4(proc.pid, 0)
 with open(sys.argv[1], "w") as f:
     f.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
 """
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("errors.py", "models", "pansharp_cli", "physics", "quality", "raster", "tiling")
+
+
+def compile_sources() -> None:
+    """Write pansharp's bytecode caches before timing it, as an installed tool has them.
+
+    ``pip install`` compiles the packages it installs, and any run writes the caches of
+    an editable install, unless PYTHONDONTWRITEBYTECODE is set, as on this project's
+    machine: there every run compiled pansharp's modules again, 0.2 s of its start-up
+    (0.60-0.77 s of imports, 0.39-0.51 s with caches). The peer's Python modules (Debian's
+    python3-gdal) come with their caches.
+    """
+    for name in PACKAGES:
+        path = ROOT / name
+        if path.is_dir():
+            compileall.compile_dir(path, quiet=1)
+        elif path.exists():
+            compileall.compile_file(path, quiet=1)
 
 
 @dataclass

@@ -198,7 +198,15 @@ def test_sigint_leaves_nothing(make_scene, tmp_path, tile, method):
     cli = [sys.executable, "-m", "pansharp_cli.main"]  # this checkout's code, not a PATH one
     cmd = [*cli, "fuse", s.pan, *s.ms, "-o", str(out), "-m", method, "--tile", tile]
     proc = subprocess.Popen([*cmd, "--threads", "1", "-q"], stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    # interrupt while the output is being written: once the writer's scratch space beside
+    # OUT exists (not the destination check's probe file), a moment later
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        scratch = [p for p in leftovers(tmp_path, "out.tif") if not p.name.endswith(".probe")]
+        if scratch:
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)
     assert proc.poll() is None, "run finished before it could be interrupted; enlarge the scene"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -99,3 +99,37 @@ def test_reader_loads_one_ms_strip_per_row_of_tiles(make_scene, monkeypatch):
     for s, t in zip(specs, tiles, strict=True):  # strips give what a whole read gives
         core = ref[:, s.row : s.row + s.height, s.col : s.col + s.width]
         np.testing.assert_allclose(t.ms[(slice(None), *t.core)], core, rtol=1e-6, atol=1e-3)
+
+
+def test_resampling_matrices_are_computed_once_per_row_and_column_span(make_scene, monkeypatch):
+    """A 3 x 3 grid of tiles needs three row spans and three column spans: at most six
+    matrices (a row span and a column span with the same positions share one), not
+    eighteen; the cached ones give the same tiles as computing them afresh."""
+    paths = make_scene(pan_shape=(300, 268), ratio=4, seed=3)
+    scene = open_scene(paths.pan, paths.ms)
+    sensor = resolve_sensor(scene, None)
+    ctx = build_context(scene, sensor, FuseOptions(), resolve_bit_depth(scene, sensor, None))
+    made: list[int] = []
+    real = axis_matrix
+
+    def counting(pos, n_in, kernel):
+        made.append(n_in)
+        return real(pos, n_in, kernel)
+
+    monkeypatch.setattr("tiling.reader.axis_matrix", counting)
+    specs = plan_tiles(300, 268, 112, 6)
+    assert len({s.row for s in specs}) == 3 and len({s.col for s in specs}) == 3
+    reader = TileReader(scene, ctx, resampling="exp")
+    try:
+        tiles = [reader.read(s) for s in specs]
+        assert 3 <= len(made) <= 6
+        for spec, tile in zip(specs, tiles, strict=True):  # a fresh reader, empty cache
+            fresh = TileReader(scene, ctx, resampling="exp")
+            try:
+                again = fresh.read(spec)
+            finally:
+                fresh.close()
+            np.testing.assert_array_equal(tile.ms, again.ms)
+            np.testing.assert_array_equal(tile.sample_rows, again.sample_rows)
+    finally:
+        reader.close()

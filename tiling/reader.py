@@ -50,6 +50,9 @@ class TileReader:
         self._stacks: list[ExitStack] = []
         self._lock = threading.Lock()
         self._strips = StripCache(self._load_ms_strip)
+        # Resampling matrices and sample positions depend on a tile's row span (or column
+        # span) only: tiles of one row share them, so they are computed once per span.
+        self._axis_cache: dict[tuple[Any, ...], np.ndarray] = {}
 
     # -- handles -------------------------------------------------------------------
     def _handles(self) -> tuple[Any, dict[str, Any]]:
@@ -136,8 +139,8 @@ class TileReader:
         strip, strip_valid = self._strips.get((m_r0, m_r1))
         cube = strip[:, :, m_c0:m_c1].astype(self.dtype)
         ms_valid = strip_valid[:, m_c0:m_c1]
-        rmat = axis_matrix(u - m_r0, cube.shape[1], self.resampling).astype(self.dtype)
-        cmat = axis_matrix(v - m_c0, cube.shape[2], self.resampling).T.astype(self.dtype)
+        rmat = self._axis_matrix(u - m_r0, cube.shape[1])
+        cmat = self._axis_matrix(v - m_c0, cube.shape[2]).T
         if not ms_valid.all():
             # Normalised convolution: nodata samples get zero weight, weights renormalised,
             # as GDAL's nodata-aware resampling does. Validity follows the nearest sample.
@@ -176,7 +179,28 @@ class TileReader:
                 strip[i] = plane
         return strip, valid
 
+    def _cached(self, key: tuple[Any, ...], make: Any) -> np.ndarray:
+        """``make()`` once per key (a few hundred entries at most; thread-safe enough: two
+        threads may both compute a missing entry, with the same result)."""
+        got = self._axis_cache.get(key)
+        if got is None:
+            got = make()
+            got.flags.writeable = False  # shared between tiles and threads
+            if len(self._axis_cache) >= AXIS_CACHE:
+                self._axis_cache.pop(next(iter(self._axis_cache)), None)
+            self._axis_cache[key] = got
+        return got
+
+    def _axis_matrix(self, pos: np.ndarray, n_in: int) -> np.ndarray:
+        """:func:`physics.kernels.axis_matrix` in the reader's dtype, cached per positions."""
+        key = ("matrix", pos.tobytes(), n_in)
+        return self._cached(key, lambda: axis_matrix(pos, n_in, self.resampling).astype(self.dtype))
+
     def _sample_positions(self, idx: np.ndarray, amap: tuple[float, float]) -> np.ndarray:
+        key = ("samples", int(idx[0]), int(idx[-1]), idx.size, amap)
+        return self._cached(key, lambda: self._sample_positions_uncached(idx, amap))
+
+    def _sample_positions_uncached(self, idx: np.ndarray, amap: tuple[float, float]) -> np.ndarray:
         """Tile-local indices of the PAN pixels nearest to MS sample centres.
 
         Sample j sits at PAN index (j - b) / a; only samples whose nearest pixel lies in
@@ -188,6 +212,9 @@ class TileReader:
         pos = np.rint((j - b) / a).astype(np.int64) - idx[0]
         pos = pos[(pos >= 0) & (pos < idx.size)]
         return np.unique(pos)
+
+
+AXIS_CACHE = 256  # cached resampling matrices / sample positions per reader
 
 
 def separable_apply(cube: np.ndarray, rmat: np.ndarray, cmat: np.ndarray) -> np.ndarray:
