@@ -179,15 +179,18 @@ def evaluate(
 ) -> None:
     """Score methods (or existing outputs) with the toolbox protocol (Q2n, SAM, ERGAS, QNR ...)."""
     from pansharp_cli.georef import acknowledge_missing_georeference
-    from quality.evaluate import (
-        evaluate_fused,
-        evaluate_methods,
-        evaluate_reference,
-        failures,
-        scales_of,
-        to_csv,
-        to_json,
-    )
+    from pansharp_cli.startup import library_imports
+
+    with library_imports([*(inputs or []), reference, fused, json_out, csv_out]):
+        from quality.evaluate import (
+            evaluate_fused,
+            evaluate_methods,
+            evaluate_reference,
+            failures,
+            scales_of,
+            to_csv,
+            to_json,
+        )
 
     acknowledge_missing_georeference(ratio)
 

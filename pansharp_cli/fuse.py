@@ -107,8 +107,11 @@ def fuse(
 ) -> None:
     """Pansharpen a PAN/MS pair into a Cloud-Optimized GeoTIFF."""
     from pansharp_cli.georef import acknowledge_missing_georeference
-    from tiling.deep import parse_batch_size
-    from tiling.fuse import FuseOptions, fuse_files
+    from pansharp_cli.startup import library_imports
+
+    with library_imports([*inputs, output, weights]):
+        from tiling.deep import parse_batch_size
+        from tiling.fuse import FuseOptions, fuse_files
 
     acknowledge_missing_georeference(ratio)
     if len(inputs) < 2:
