@@ -252,6 +252,7 @@ class StreamingCogWriter:
     # -- finishing --------------------------------------------------------------------
     def commit(self) -> Path:
         assert self._tmpdir is not None
+        self._flush_held(everything=True)  # nothing is held once every tile has come
         expected = math.ceil(self.height / self.block) * math.ceil(self.width / self.block)
         if len(self.levels[0].offsets) != expected:
             raise OutputError(f"internal error: {len(self.levels[0].offsets)} of {expected} tiles")
@@ -261,7 +262,6 @@ class StreamingCogWriter:
         def tags_for(k: int, offsets: list[int], counts: list[int], big: bool) -> list[Tag]:
             return self._level_tags(k, template, offsets, counts, big)
 
-        self._flush_held(everything=True)
         final, self.assembly = assemble(self.levels, tags_for, self.bigtiff, self._tmpdir)
         os.replace(final, self.dest)
         return self.dest
