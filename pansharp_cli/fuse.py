@@ -139,7 +139,8 @@ def fuse(
         patch=tile,
         overlap=overlap,
     )
-    _import_torch_if_deep(opts.method)
+    if all(Path(p).exists() for p in inputs):  # a missing file is reported without waiting
+        _import_torch_if_deep(opts.method)
     with progress_bar(quiet) as progress:
         result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
     summary = {
