@@ -133,3 +133,28 @@ def test_resampling_matrices_are_computed_once_per_row_and_column_span(make_scen
             np.testing.assert_array_equal(tile.sample_rows, again.sample_rows)
     finally:
         reader.close()
+
+
+def test_resampling_cache_stays_bounded(make_scene, monkeypatch):
+    """Past AXIS_CACHE entries the oldest go; tiles read through a tiny cache are the
+    tiles read through a large one."""
+    import tiling.reader as reader_mod
+
+    paths = make_scene(pan_shape=(300, 268), ratio=4, seed=3)
+    scene = open_scene(paths.pan, paths.ms)
+    sensor = resolve_sensor(scene, None)
+    ctx = build_context(scene, sensor, FuseOptions(), resolve_bit_depth(scene, sensor, None))
+    specs = plan_tiles(300, 268, 112, 6)
+    big = TileReader(scene, ctx, resampling="exp")
+    try:
+        want = [big.read(s).ms for s in specs]
+    finally:
+        big.close()
+    monkeypatch.setattr(reader_mod, "AXIS_CACHE", 2)
+    small = TileReader(scene, ctx, resampling="exp")
+    try:
+        for spec, ms in zip(specs, want, strict=True):
+            np.testing.assert_array_equal(small.read(spec).ms, ms)
+            assert len(small._axis_cache) <= 2
+    finally:
+        small.close()

@@ -117,10 +117,12 @@ class TileReader:
         nodata = self.scene.pan_nodata
         valid = _valid_mask(ds, data, nodata, window)
         data = data.astype(self.dtype, copy=False)
-        ri, ci = _as_slice(rows - lo_r), _as_slice(cols - lo_c)
-        if isinstance(ri, slice) and isinstance(ci, slice):
-            return data[ri, ci], valid[ri, ci]  # inside the scene: views, no gather
-        return data[np.ix_(*map(_as_index, (ri, ci)))], valid[np.ix_(*map(_as_index, (ri, ci)))]
+        ri, ci = rows - lo_r, cols - lo_c
+        rs, cs = _as_slice(ri), _as_slice(ci)
+        if rs is not None and cs is not None:
+            return data[rs, cs], valid[rs, cs]  # inside the scene: views, no gather
+        ix = np.ix_(ri, ci)  # edge tiles repeat the edge row/column
+        return data[ix], valid[ix]
 
     def _read_ms(self, out_rows: np.ndarray, out_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """MS samples around the tile, resampled onto the tile's PAN pixels.
@@ -179,16 +181,18 @@ class TileReader:
                 strip[i] = plane
         return strip, valid
 
-    def _cached(self, key: tuple[Any, ...], make: Any) -> np.ndarray:
-        """``make()`` once per key (a few hundred entries at most; thread-safe enough: two
-        threads may both compute a missing entry, with the same result)."""
-        got = self._axis_cache.get(key)
+    def _cached(self, key: tuple[Any, ...], make: Callable[[], np.ndarray]) -> np.ndarray:
+        """``make()`` once per key, oldest entries dropped past ``AXIS_CACHE``. Two threads
+        may both compute a missing entry (same result); the dict itself is locked."""
+        with self._lock:
+            got = self._axis_cache.get(key)
         if got is None:
             got = make()
             got.flags.writeable = False  # shared between tiles and threads
-            if len(self._axis_cache) >= AXIS_CACHE:
-                self._axis_cache.pop(next(iter(self._axis_cache)), None)
-            self._axis_cache[key] = got
+            with self._lock:
+                if len(self._axis_cache) >= AXIS_CACHE:
+                    self._axis_cache.pop(next(iter(self._axis_cache)))
+                self._axis_cache[key] = got
         return got
 
     def _axis_matrix(self, pos: np.ndarray, n_in: int) -> np.ndarray:
@@ -295,16 +299,12 @@ def _dtype_of(handles: dict[str, Any]) -> np.dtype:
     return np.result_type(*(np.dtype(ds.dtypes[0]) for ds in handles.values()))
 
 
-def _as_slice(idx: np.ndarray) -> slice | np.ndarray:
-    """``idx`` as a slice when it is a step-1 run (a tile inside the scene), else itself:
+def _as_slice(idx: np.ndarray) -> slice | None:
+    """``idx`` as a slice when it is a step-1 run (a tile inside the scene), else None:
     slicing is a view, a fancy-index gather copies (~1 ms per 512 x 512 plane)."""
     if idx.size and idx[-1] - idx[0] + 1 == idx.size and (np.diff(idx) == 1).all():
         return slice(int(idx[0]), int(idx[-1]) + 1)
-    return idx
-
-
-def _as_index(idx: slice | np.ndarray) -> np.ndarray:
-    return np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx
+    return None
 
 
 def _read_window(ds, band: int | list[int], window: Window) -> np.ndarray:
