@@ -204,12 +204,12 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
 def _copy_level(level: LevelFile, out: int, at: int) -> None:
     """Copy a level's framed tiles, in row-major order, to ``out`` from position ``at``."""
     spans = [(level.offsets[rc][0], level.offsets[rc][1] + FRAME) for rc in sorted(level.offsets)]
-    append_spans(level.path, spans, out, at)  # type: ignore[arg-type]
+    _copy_spans(level.path, spans, out, at)  # type: ignore[arg-type]
 
 
-def append_spans(src: Path, spans: list[tuple[int, int]], out: int, at: int) -> int:
+def _copy_spans(src: Path, spans: list[tuple[int, int]], out: int, at: int) -> None:
     """Copy the byte ranges ``(offset, length)`` of ``src``, in that order, to ``out``
-    from position ``at`` (kernel-side copies where possible); the end position."""
+    from position ``at`` (kernel-side copies where possible)."""
     with open(src, "rb") as fin:
         src_fd = fin.fileno()
         for offset, length in spans:
@@ -229,4 +229,3 @@ def append_spans(src: Path, spans: list[tuple[int, int]], out: int, at: int) -> 
                 _pwrite_all(out, chunk, at + done)
                 done += len(chunk)
             at += length
-    return at
