@@ -8,7 +8,7 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from raster.cog import RasterSpec
-from raster.fastcog import StreamingCogWriter, downsample2, supports
+from raster.fastcog import StreamingCogWriter, downsample2, interleave, supports
 from tiling.fuse import FuseOptions, fuse_files
 
 # An option the streaming writer does not implement forces GDAL's COG driver.
@@ -68,6 +68,19 @@ def test_downsample_is_nodata_aware():
     assert downsample2(np.zeros((2, 2, 1), np.uint16), 0, "AVERAGE")[0, 0, 0] == 0
     odd = np.arange(9, dtype=np.uint16).reshape(3, 3, 1)
     assert downsample2(odd, None, "AVERAGE").shape == (2, 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"), [("uint16", "uint16"), ("float32", "uint16"), ("float64", "float32")]
+)
+@pytest.mark.parametrize("bands", [1, 3, 8])
+def test_interleave_is_moveaxis_and_cast(src, dst, bands):
+    rng = np.random.default_rng(bands)
+    block = (rng.random((bands, 37, 53)) * 4000).astype(src)
+    got = interleave(block, np.dtype(dst))
+    assert got.shape == (37, 53, bands) and got.dtype == np.dtype(dst)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(got, np.moveaxis(block.astype(dst), 0, -1))
 
 
 def test_supports_and_fallback():
