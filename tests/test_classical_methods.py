@@ -20,7 +20,7 @@ from scipy import ndimage
 from models.base import FuseContext, Tile
 from models.classical.common import safe_div, starck_murtagh_kernel
 from models.classical.histogram import histogram, percentile
-from models.registry import create_model, get_entry
+from models.registry import create_model, get_entry, model_names
 from physics.degrade import degrade_ms
 from physics.resample import interp23
 
@@ -197,6 +197,21 @@ def test_halos_cover_the_filters_they_chain() -> None:
     assert h["bdsd-pc"] >= 20 * 4  # MTF filter at MS scale
     assert h["gsa"] >= 8  # B3-spline approximation, 2 levels
     assert h["ihs"] == h["gs"] == h["pca"] == 0  # pointwise, global statistics only
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in model_names() if get_entry(n).info.family in ("cs", "mra", "interp")]
+)
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_apply_leaves_the_tile_alone(name: str, dtype: str, scene: dict[str, Any]) -> None:
+    """Methods work on their own buffers: the reader's arrays are not theirs to change."""
+    tile = replace(scene["tile"], ctx=replace(scene["tile"].ctx, dtype=dtype))
+    before = {k: getattr(tile, k).copy() for k in ("pan", "ms", "valid")}
+    method = create_model(name)
+    coeffs = fit(method, [tile]) if get_entry(name).info.needs_fit else None
+    method.apply(tile, coeffs)
+    for k, v in before.items():
+        np.testing.assert_array_equal(getattr(tile, k), v, err_msg=f"{name} changed tile.{k}")
 
 
 # -------------------------------------------------------------- quality properties

@@ -35,12 +35,15 @@ class Brovey(ClassicalMethod):
     name = "brovey"
 
     def apply(self, tile: Tile, coeffs: Any) -> np.ndarray:
-        ms = tile.ms.copy()  # worked on in place below: one tile-sized buffer, not five
+        # one new tile-sized buffer, worked on in place below (not five); the rounding
+        # makes it when there is one, sparing a copy pass (0.1 s of CPU at 8000^2)
         dt = np.dtype(tile.ctx.dtype)
         if dt.kind in "iu":
             info = np.iinfo(dt)
-            np.rint(ms, out=ms)
+            ms = np.rint(tile.ms)
             np.clip(ms, info.min, info.max, out=ms)
+        else:
+            ms = tile.ms.copy()
         factor = pseudo_pan(ms, tile.ctx.weights)
         nonzero = factor != 0
         np.divide(tile.pan, factor, out=factor, where=nonzero)
