@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ import rasterio
 
 from errors import OptionError, OutputError
 from raster.cog import RasterSpec, check_destination
-from raster.coglayout import assemble, write_framed
+from raster.coglayout import assemble, in_row_major_order, write_back, write_framed
 from raster.tiff import (
     LONG,
     LONG8,
@@ -256,7 +257,12 @@ class StreamingCogWriter:
         expected = math.ceil(self.height / self.block) * math.ceil(self.width / self.block)
         if len(self.levels[0].offsets) != expected:
             raise OutputError(f"internal error: {len(self.levels[0].offsets)} of {expected} tiles")
-        self._build_overviews()
+        flusher = self._write_back_main()
+        try:
+            self._build_overviews()
+        finally:
+            if flusher is not None:
+                flusher.join()
         template = self._template_tags()
 
         def tags_for(k: int, offsets: list[int], counts: list[int], big: bool) -> list[Tag]:
@@ -265,6 +271,26 @@ class StreamingCogWriter:
         final, self.assembly = assemble(self.levels, tags_for, self.bigtiff, self._tmpdir)
         os.replace(final, self.dest)
         return self.dest
+
+    def _write_back_main(self) -> threading.Thread | None:
+        """Write the full-resolution scratch file back to disk in a thread, while the
+        overviews are built, when it is going to become the output in place (the range
+        insertion would otherwise wait for that I/O at the end: 0.12 s at 8000^2 here,
+        0.02 s after). Its own descriptor: the thread closes it."""
+        main = self.levels[0]
+        if self._main_fd is None or len(self.levels) == 1 or not in_row_major_order(main):
+            return None
+        fd = os.dup(self._main_fd)
+
+        def run() -> None:
+            try:
+                write_back(fd)
+            finally:
+                os.close(fd)
+
+        thread = threading.Thread(target=run, name="pansharp-writeback", daemon=True)
+        thread.start()
+        return thread
 
     def _build_overviews(self) -> None:
         """Encode level k tile by tile from its raw pixels, downsampling into level k+1.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 import numpy as np
 import pytest
@@ -153,3 +154,46 @@ def test_a_failing_overview_build_leaves_no_descriptor_and_no_file(
     assert calls["n"] >= 1
     assert _open_fds() <= before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_main_level_written_back_while_overviews_are_built(scene_data, tmp_path, monkeypatch):
+    """In place, the full-resolution scratch file goes to disk in a thread while the
+    overviews are built (so the range insertion finds no dirty page); copied, it is not
+    (it is deleted after the copy)."""
+    events: list[tuple[str, int | None]] = []
+    real_build = StreamingCogWriter._build_overviews
+
+    def record_write_back(fd: int) -> bool:
+        events.append(("write_back", os.fstat(fd).st_ino))
+        return coglayout.write_back(fd)
+
+    def record_build(self) -> None:
+        events.append(("overviews", os.stat(self.levels[0].path).st_ino))
+        real_build(self)
+
+    monkeypatch.setattr(fastcog, "write_back", record_write_back)
+    monkeypatch.setattr(StreamingCogWriter, "_build_overviews", record_build)
+    w = _write(tmp_path / "a.tif", scene_data, _order(scene_data, reverse=False))
+    kinds = sorted(k for k, _ in events)
+    assert kinds == ["overviews", "write_back"], events
+    assert len({ino for _, ino in events}) == 1, "not the full-resolution scratch file"
+    if w.assembly == "in-place":
+        assert os.stat(tmp_path / "a.tif").st_ino == events[0][1]
+    events.clear()
+    monkeypatch.setattr(fastcog, "HELD_BYTES", 0)
+    _write(tmp_path / "b.tif", scene_data, _order(scene_data, reverse=True))
+    assert [k for k, _ in events] == ["overviews"]
+    assert cog_validate(str(tmp_path / "a.tif"), strict=True)[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_write_back_a_file_and_a_closed_descriptor(tmp_path):
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"x" * 100_000)
+        assert coglayout.write_back(fd)
+    finally:
+        os.close(fd)
+    assert not coglayout.write_back(fd)  # refused, no exception
+    assert path.read_bytes() == b"x" * 100_000
