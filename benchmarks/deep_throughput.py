@@ -103,8 +103,8 @@ def bare_forward(pixels: int, threads: int) -> float:
     """Seconds for FusionNet's forward pass over ``pixels`` pixels (engine-size inputs)."""
     import torch
 
-    from models.deep.runtime import keep_freed_memory
     from models.registry import create_model
+    from tiling.allocator import keep_freed_memory
     from tiling.deep import MAX_PATCH, cpu_patch_cap
 
     keep_freed_memory()

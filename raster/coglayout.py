@@ -10,7 +10,8 @@ order and the file system can insert a range at the front of a file (Linux
 that range and the file becomes the output without its bulk being copied (the copy took
 0.2-0.7 s of a single thread at 8000^2 x 4 uint16, 1.6 s at 16000^2; ext4 first writes
 the file's dirty pages back: the writer has that done while it builds the overviews, see
-:func:`write_back`; the disk gets the image once, not twice). Otherwise every level is copied into a new file (kernel-side copies).
+:func:`write_back`; the disk gets the image once, not twice). Otherwise every level is
+copied into a new file (kernel-side copies).
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +9,9 @@ import pytest
 import torch
 
 from models.deep.card import WeightsCard
-from models.deep.runtime import GLIBC_MMAP_CEILING
 from models.registry import REGISTRY, create_model
 from raster.scene import open_scene
-from tests.probe import run_python
+from tiling.allocator import GLIBC_MMAP_CEILING
 from tiling.deep import DeepModel, DeepSettings, cpu_patch_cap, plan_patches, run_deep
 from tiling.fuse import FuseOptions, build_context, resolve_sensor
 
@@ -67,31 +64,3 @@ def test_run_deep_on_cpu_uses_capped_patches_one_at_a_time(make_scene):
     assert max(facts["patch"]) <= 352 and facts["batch_size"] == 1 and facts["patches"] > 1
     whole, _ = run(DeepSettings(tile=600))
     np.testing.assert_allclose(capped, whole, rtol=1e-5, atol=1e-3)
-
-
-PROBE = textwrap.dedent(
-    """
-    import resource, sys
-    import numpy as np
-    from models.deep.runtime import keep_freed_memory
-    if sys.argv[1] == "keep":
-        assert keep_freed_memory()
-    def cycle():
-        blocks = [np.ones(3 << 20) for _ in range(4)]  # 4 x 24 MiB, under the mmap ceiling
-        del blocks
-    cycle()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        cycle()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-    """
-)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_again():
-    def faults(mode: str) -> int:
-        return int(run_python(PROBE, mode).split()[-1])
-
-    kept, default = faults("keep"), faults("default")
-    assert kept * 10 < default, (kept, default)

@@ -262,13 +262,13 @@ def cpu_patch_cap(model: Any, n_bands: int, overlap: int) -> int | None:
     """Largest patch side (a multiple of 16) whose widest activation stays under glibc's
     mmap ceiling, or None when that patch would be too small for the overlap.
 
-    With :func:`models.deep.runtime.keep_freed_memory`, activations under the ceiling are
+    With :func:`tiling.allocator.keep_freed_memory`, activations under the ceiling are
     reused from the heap patch after patch instead of being faulted in and zeroed anew;
     the smaller patches recompute more overlap, so the cap applies only when the patch
     is at least 16 x the overlap (under ~13 % recomputed pixels). FusionNet/PanNet: 496,
     PNN/DiCNN (64 maps): 352; LAGNet (288 tap maps per LAGConv): none.
     """
-    from models.deep.runtime import GLIBC_MMAP_CEILING
+    from tiling.allocator import GLIBC_MMAP_CEILING
 
     conv, transient = map_widths(model, n_bands)
     widest = max(conv, transient // 2)  # LAGConv's transient: its tap maps, twice
@@ -733,7 +733,7 @@ def run_deep(
     h, w = scene.out_shape
     cap = None
     if deep.device.type == "cpu":
-        from models.deep.runtime import keep_freed_memory
+        from tiling.allocator import keep_freed_memory
 
         if keep_freed_memory() and s.tile is None:
             overlap = s.overlap

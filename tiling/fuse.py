@@ -24,6 +24,7 @@ from physics.sensors import Sensor, detect_sensor, get_sensor
 from raster.cog import RasterSpec, check_destination, open_writer
 from raster.profiles import get_profile
 from raster.scene import Scene, open_scene
+from tiling.allocator import keep_freed_memory
 from tiling.engine import Progress, default_threads, parallel_map, sum_partials
 from tiling.reader import TileReader
 from tiling.windows import TileSpec, plan_tiles
@@ -185,6 +186,7 @@ def run_method(
         run_deep_method(scene, method_name, ctx, sink, deep, resampling, tile, progress, post)
         return
     method = create_model(method_name, **ctx.options)
+    keep_freed_memory()  # tile buffers are reused, not faulted in again (tiling.allocator)
     halo = entry.info.halo(scene.ratio)
     h, w = scene.out_shape
     specs = plan_tiles(h, w, tile, halo)

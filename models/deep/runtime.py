@@ -118,46 +118,6 @@ def run_with_oom_fallback(
             b = new
 
 
-# glibc's largest mmap threshold on 64-bit (HEAP_MAX_SIZE / 2): a block above it is always
-# mmap-ed, and given back to the kernel when freed, so its pages are faulted in and
-# zeroed again by the next allocation.
-GLIBC_MMAP_CEILING = 32 << 20
-_KEEPING = False
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed heap memory for reuse instead of trimming it (CPU inference).
-
-    Why: a forward pass allocates and frees the same activations patch after patch. Each
-    time they go back to the kernel, the next patch pays for zeroing them again: perf on a
-    4000^2 FusionNet run showed 29 % of the process's CPU in the kernel's clear_page. With
-    ``M_TRIM_THRESHOLD`` raised (and a fixed 32 MiB ``M_MMAP_THRESHOLD``) freed blocks stay
-    in the heap; with activations under the mmap ceiling (see
-    :func:`tiling.deep.cpu_patch_cap`) a FusionNet forward ran at 1.19 Mpx/s on 496^2
-    patches, against 0.69 (496^2) and 0.74 Mpx/s (1024^2) without it (2 cores).
-    Process-wide; peak RSS does not grow (memory is reused, not added), RSS just does not
-    shrink between patches. Returns
-    whether glibc accepted it (False on other C libraries and systems).
-    """
-    global _KEEPING
-    if _KEEPING:
-        return True
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-        ok = libc.mallopt(m_trim_threshold, 1 << 30) == 1
-        ok = libc.mallopt(m_mmap_threshold, GLIBC_MMAP_CEILING) == 1 and ok
-    except (OSError, AttributeError):
-        return False
-    _KEEPING = ok
-    return ok
-
-
 def scale_for(bit_depth: int | None) -> float:
     """Normalisation divisor 2^bit_depth - 1 (1 when the data are already floats in [0, 1])."""
     if bit_depth is None:
