@@ -127,7 +127,7 @@ def main() -> None:
             pan, ms = make_scene(folder, n)
             made = time.perf_counter() - t0
             report = folder / f"report_{n}.json"
-            cmd = [sys.executable, "-m", "pansharp_cli.main", "evaluate", str(pan), str(ms)]
+            cmd = [sys.executable, "-m", "pansharp_cli", "evaluate", str(pan), str(ms)]
             for m in METHODS:
                 cmd += ["-m", m]
             cmd += ["--protocol", "both", "--tile", str(args.tile), "--quiet"]

@@ -78,7 +78,7 @@ def bench(n: int, folder: Path, repeat: int = 3) -> dict:
     ours, theirs = folder / "ours.tif", folder / "gdal.tif"
     for p in (ours, theirs):
         p.unlink(missing_ok=True)
-    pansharp = [sys.executable, "-m", "pansharp_cli.main"]
+    pansharp = [sys.executable, "-m", "pansharp_cli"]
     cmd_ours = [
         *pansharp,
         "fuse",

@@ -35,7 +35,8 @@ PHASES = {
 
 def freeze_imports() -> None:
     """Take every object alive now (the imported modules: ~600, most of the process's
-    objects) out of the cyclic garbage collector's reach (:func:`gc.freeze`).
+    objects) out of the cyclic garbage collector's reach (:func:`gc.freeze`), and turn
+    the collector on for the work (the process starts without it: pansharp_cli.__main__).
 
     Why: each full collection during the run and the one at interpreter exit walk them
     all for nothing, since modules stay until the end (measured on an 8000^2 Brovey fuse:
@@ -43,6 +44,7 @@ def freeze_imports() -> None:
     process, so it decides this, just before the long work; the library never does.
     """
     gc.freeze()
+    gc.enable()
 
 
 @contextmanager

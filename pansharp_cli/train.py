@@ -25,7 +25,7 @@ from rich.progress import (
 
 from errors import OptionError, OutputError
 from models.registry import model_names
-from pansharp_cli.progress import stderr
+from pansharp_cli.progress import freeze_imports, stderr
 
 
 def _val_text(val: dict[str, Any] | None) -> str:
@@ -39,7 +39,10 @@ def _val_text(val: dict[str, Any] | None) -> str:
 def train_bar(
     quiet: bool, steps: int | None, time_limit: float | None
 ) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A rich bar on stderr fed by train()'s progress dicts: step, loss, last validation."""
+    """A rich bar on stderr fed by train()'s progress dicts: step, loss, last validation.
+
+    Entering it starts the training, so it first calls :func:`freeze_imports`."""
+    freeze_imports()
     if quiet:
         yield lambda info: None
         return

@@ -195,7 +195,7 @@ def test_bad_creation_option_and_usage_error(scene, tmp_path, capsys):
 def test_sigint_leaves_nothing(make_scene, tmp_path, tile, method):
     s = make_scene(pan_shape=(2048, 2048), ratio=4, bands=4, name="big")
     out = tmp_path / "out.tif"
-    cli = [sys.executable, "-m", "pansharp_cli.main"]  # this checkout's code, not a PATH one
+    cli = [sys.executable, "-m", "pansharp_cli"]  # this checkout's code, not a PATH one
     cmd = [*cli, "fuse", s.pan, *s.ms, "-o", str(out), "-m", method, "--tile", tile]
     proc = subprocess.Popen([*cmd, "--threads", "1", "-q"], stderr=subprocess.PIPE, text=True)
     # interrupt while the output is being written: once the writer's scratch space beside

@@ -1,8 +1,11 @@
-"""The CLI imports the library without boto3 when every path is local (pansharp_cli.startup)."""
+"""The CLI's start-up: the library without boto3 when every path is local
+(pansharp_cli.startup), imports without the cyclic GC (pansharp_cli.__main__)."""
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +44,42 @@ def test_local_runs_skip_boto3_remote_runs_keep_it():
     assert local == ["False", "ok"]
     remote = run_python(PROBE, "s3://bucket/pan.tif", "ms.tif").split()
     assert remote == ["True", "ok"]
+
+
+GC_PROBE = """
+import gc, sys
+import pansharp_cli.__main__ as entry
+import pansharp_cli.progress as progress
+seen = {}
+real = progress.freeze_imports
+def spy():
+    seen["modules"] = len(sys.modules)
+    seen["during_imports"] = gc.isenabled()
+    real()
+    seen["during_work"] = gc.isenabled()
+progress.freeze_imports = spy
+sys.argv = ["pansharp", "fuse", *sys.argv[1:]]
+try:
+    entry.main()
+except SystemExit as exc:
+    seen["exit"] = exc.code
+print(seen["during_imports"], seen["during_work"], gc.isenabled(), seen["modules"] > 500)
+"""
+
+
+def test_process_imports_without_the_gc_and_works_with_it(make_scene, tmp_path):
+    """The process entry disables the cyclic GC for the imports; the work gets it back
+    (frozen imports, collector on), and so does anyone calling the entry in-process."""
+    scene = make_scene(pan_shape=(64, 72), ratio=4, bands=3, seed=5)
+    out = tmp_path / "o.tif"
+    got = run_python(GC_PROBE, scene.pan, *scene.ms, "-m", "brovey", "-o", str(out), "-q")
+    assert got.split() == ["False", "True", "True", "True"], got
+    assert out.exists()
+
+
+def test_python_dash_m_runs_the_cli():
+    res = subprocess.run(
+        [sys.executable, "-m", "pansharp_cli", "sensors", "--json"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert '"landsat8"' in res.stdout
