@@ -30,11 +30,12 @@ def keep_freed_memory() -> bool:
       against 0.69 (496^2) and 0.74 Mpx/s (1024^2) without it;
     - classical (8000^2 Brovey, 4 alternating pairs): half the page faults (63k -> 33k),
       process CPU / compression CPU 1.190-1.199 against 1.205-1.230, ~0.25 s of CPU; peak
-      RSS unchanged (137-148 MB against 130-157 MB).
+      RSS 137-148 MB in-process against 130-157 MB, and in the fuse benchmark 169-172 MB
+      against 153-157 MB (benchmarks/fuse_vs_gdal.py, before and after).
 
-    Process-wide; peak RSS does not grow (memory is reused, not added), RSS just does not
-    shrink between tiles. Returns whether glibc accepted it (False on other C libraries
-    and systems).
+    Process-wide; memory is reused rather than added, so the peak grows little, but RSS
+    no longer shrinks between tiles. Returns whether glibc accepted it (False on other C
+    libraries and systems).
     """
     global _KEEPING
     if _KEEPING:
