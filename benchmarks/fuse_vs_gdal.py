@@ -7,9 +7,9 @@ and run one after the other in this one process tree; peak RSS is each child's o
 default) and each keeps its best wall time: on a shared machine other load only ever
 slows a run down (single runs of gdal_pansharpen varied from 14.0 to 19.0 s at 8000^2,
 pansharp's from 8.2 to 9.9 s). Five, not three: at 8000^2 the best-of-3 ratio ranged
-0.564-0.632 over three invocations of the same code, the best-of-5 ratio 0.579-0.594
-over six. The ratio of the medians is printed too, and every run's time: one line per
-size.
+0.564-0.632 over three invocations in one session, the best-of-5 ratio 0.579-0.594 over
+seven (the code improving a little between them). The ratio of the medians is printed
+too, and every run's time: one line per size.
 
     python benchmarks/fuse_vs_gdal.py --size 8000 [--size 16000] [--repeat 5] [--json out.json]
 """
