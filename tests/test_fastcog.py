@@ -83,6 +83,23 @@ def test_interleave_is_moveaxis_and_cast(src, dst, bands):
     np.testing.assert_array_equal(got, np.moveaxis(block.astype(dst), 0, -1))
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "int16", "uint8", "float32"])
+@pytest.mark.parametrize("nodata", [None, 0])
+@pytest.mark.parametrize("resampling", ["AVERAGE", "NEAREST"])
+def test_downsample_planes_equals_interleaved(dtype, nodata, resampling):
+    """The full resolution is halved from its band planes, the overview levels from their
+    interleaved pixels: both layouts give the same overview, odd sizes included."""
+    rng = np.random.default_rng(7)
+    for shape in [(4, 64, 64), (3, 37, 53), (1, 1, 1)]:
+        planes = (rng.random(shape) * 200 - (50 if dtype == "int16" else 0)).astype(dtype)
+        if nodata is not None:
+            planes[:, : shape[1] // 2] = 0
+        got = downsample2(planes, nodata, resampling, band_axis=0)
+        want = downsample2(interleave(planes, planes.dtype), nodata, resampling)
+        assert got.shape == (shape[0], *want.shape[:2])
+        np.testing.assert_array_equal(interleave(got, planes.dtype), want)
+
+
 def test_supports_and_fallback():
     assert supports({"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BLOCKSIZE": "512"}, 512)
     assert supports({"BLOCKSIZE": "256"}, 1024)
