@@ -52,7 +52,7 @@ class TileReader:
         self._strips = StripCache(self._load_ms_strip)
         # Resampling matrices and sample positions depend on a tile's row span (or column
         # span) only: tiles of one row share them, so they are computed once per span.
-        self._axis_cache: dict[tuple[Any, ...], np.ndarray] = {}
+        self._axis_cache: dict[tuple[Any, ...], Any] = {}
 
     # -- handles -------------------------------------------------------------------
     def _handles(self) -> tuple[Any, dict[str, Any]]:
