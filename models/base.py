@@ -53,6 +53,38 @@ class Tile:
     sample_rows: np.ndarray
     sample_cols: np.ndarray
     ctx: FuseContext
+    # Where each tile-local PAN row/column sits in the grid of the decimated samples
+    # (0 = the tile's first sample, 1 = the next ...) and the tile-local position of the
+    # first pixel of a ratio x ratio block of the scene-wide block grid; both derived
+    # from scene coordinates (:func:`sample_grid`), so every tile agrees with the whole
+    # image even when the true ratio is 4.0002. None: the toolbox phase of a tile whose
+    # samples are exactly ``ratio`` apart (``sample_rows[0] + ratio * n``).
+    lr_rows: np.ndarray | None = None
+    lr_cols: np.ndarray | None = None
+    block_phase: tuple[int, int] | None = None
+
+    def lr_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Continuous positions of the tile's PAN rows and columns among its samples."""
+        ratio = self.ctx.ratio
+        h, w = self.pan.shape
+        rows = self.lr_rows
+        cols = self.lr_cols
+        if rows is None:
+            rows = (np.arange(h) - float(self.sample_rows[0])) / ratio
+        if cols is None:
+            cols = (np.arange(w) - float(self.sample_cols[0])) / ratio
+        return rows, cols
+
+    def block_offsets(self) -> tuple[int, int]:
+        """Tile-local start of the scene's ratio x ratio block grid (``imresize`` blocks,
+        whose centre is half a PAN pixel before each sample), in [0, ratio)."""
+        if self.block_phase is not None:
+            return self.block_phase
+        ratio = self.ctx.ratio
+        return (
+            int(self.sample_rows[0] - ratio // 2) % ratio,
+            int(self.sample_cols[0] - ratio // 2) % ratio,
+        )
 
     def core_valid(self) -> np.ndarray:
         """Valid mask restricted to the core (statistics never count the halo twice)."""

@@ -33,6 +33,9 @@ class Sensor:
     weights: tuple[float, ...] | None = None
     ratio: int | None = None
     notes: str = ""
+    # Band subsets the sensor is also delivered as, by band count: WorldView-2/3's
+    # 4-band products are blue, green, red, NIR1 (not the first four of the 8 bands).
+    products: tuple[tuple[str, ...], ...] = ()
 
     def gains(self, n_bands: int) -> tuple[float, ...]:
         """MS gains for an image of ``n_bands`` bands: the first B entries (quality.md),
@@ -47,15 +50,30 @@ class Sensor:
         return (1.0 / n_bands,) * n_bands
 
     def band_order(self, descriptions: list[str | None]) -> list[int] | None:
-        """Indices into the preset's bands for an image whose band descriptions name them
-        (e.g. Landsat 7 crops stored red, green, blue ...); None when they do not."""
-        names = [str(d).strip().lower() if d else "" for d in descriptions]
-        if not all(names) or len(set(names)) != len(names):
-            return None
+        """Indices into the preset's bands for the image's bands: by band description
+        (e.g. Landsat 7 crops stored red, green, blue ...; "nir" names NIR1 where the
+        sensor has two), else the delivered product with that many bands; None when
+        neither says."""
         table = [b.lower() for b in self.band_names]
-        if not set(names) <= set(table):
-            return None
-        return [table.index(n) for n in names]
+        names = [str(d).strip().lower() if d else "" for d in descriptions]
+        if "nir" not in table and "nir1" in table:
+            names = ["nir1" if n == "nir" else n for n in names]
+        if all(names) and len(set(names)) == len(names) and set(names) <= set(table):
+            return [table.index(n) for n in names]
+        if len(descriptions) != len(table):
+            for product in self.products:
+                if len(product) == len(descriptions):
+                    return [table.index(b) for b in product]
+        return None
+
+    def names_for(self, n_bands: int, descriptions: list[str | None]) -> list[str | None]:
+        """Band names of the image by :meth:`band_order` (the table's, if it has B bands)."""
+        order = self.band_order(descriptions)
+        if order is not None:
+            return [self.band_names[i] for i in order]
+        if len(self.band_names) == n_bands:
+            return list(self.band_names)
+        return [None] * n_bands
 
     def gains_for(self, descriptions: list[str | None]) -> tuple[float, ...]:
         """MS gains in the image's band order (by description), else the first B entries."""
@@ -81,6 +99,7 @@ class Sensor:
 
 _WV2_BANDS = ("coastal", "blue", "green", "yellow", "red", "rededge", "nir1", "nir2")
 _BGRN = ("blue", "green", "red", "nir")
+_WV_4BAND = ("blue", "green", "red", "nir1")  # the 4-band MS product (Maxar)
 
 SENSORS: dict[str, Sensor] = {
     s.name: s
@@ -89,7 +108,16 @@ SENSORS: dict[str, Sensor] = {
         Sensor("quickbird", "QuickBird", (0.34, 0.32, 0.30, 0.22), 0.15, _BGRN, 11, ratio=4),
         Sensor("ikonos", "IKONOS", (0.26, 0.28, 0.29, 0.28), 0.17, _BGRN, 11, ratio=4),
         Sensor("geoeye1", "GeoEye-1", (0.23, 0.23, 0.23, 0.23), 0.16, _BGRN, 11, ratio=4),
-        Sensor("worldview2", "WorldView-2", (0.35,) * 7 + (0.27,), 0.11, _WV2_BANDS, 11, ratio=4),
+        Sensor(
+            "worldview2",
+            "WorldView-2",
+            (0.35,) * 7 + (0.27,),
+            0.11,
+            _WV2_BANDS,
+            11,
+            ratio=4,
+            products=(_WV_4BAND,),
+        ),
         Sensor(
             "worldview3",
             "WorldView-3",
@@ -98,6 +126,7 @@ SENSORS: dict[str, Sensor] = {
             _WV2_BANDS,
             11,
             ratio=4,
+            products=(_WV_4BAND,),
         ),
         Sensor(
             "pleiades",

@@ -18,6 +18,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.errors import RasterioIOError
+from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
 from errors import GeometryError, InputFileError, RasterFormatError
@@ -123,13 +124,26 @@ def _is_georeferenced(ds: rasterio.DatasetReader) -> bool:
 def integer_ratio(pan_res: float, ms_res: float, source: str) -> int:
     """The ratio MS/PAN pixel size, which must be an integer within 0.2 %."""
     r = ms_res / pan_res
+    check_coarser(r, source)
     k = round(r)
-    if k < 1 or abs(r - k) > RATIO_TOLERANCE * r:
+    if abs(r - k) > RATIO_TOLERANCE * r:
         raise GeometryError(
             f"MS/PAN pixel-size ratio is {r:.4f} ({source}), not an integer; "
             "resample the MS to an integer multiple of the PAN pixel size"
         )
     return int(k)
+
+
+def check_coarser(r: float, source: str) -> None:
+    """Refuse an MS whose pixels are not larger than the PAN's (ratio below 2, within
+    the tolerance): the MS finer than or as fine as the PAN means the inputs are swapped
+    or the wrong files, and a ratio-1 "fusion" only copies the MS."""
+    if r < 2 * (1 - RATIO_TOLERANCE):
+        what = "smaller than" if r < 1 - RATIO_TOLERANCE else "about the same size as"
+        raise GeometryError(
+            f"MS pixels are {what} the PAN pixels (MS/PAN ratio {r:.4f}, {source}); the MS "
+            "must be the coarser grid: give PAN first, then MS, and check the files"
+        )
 
 
 def open_scene(
@@ -150,6 +164,7 @@ def open_scene(
         check_readable(pds, "PAN")
         has_mask = _has_mask(pds)
         pan_meta = dict(
+            path=pan,
             shape=(pds.height, pds.width),
             transform=pds.transform,
             crs=pds.crs,
@@ -213,6 +228,8 @@ def open_scene(
                 "ratio cannot be read from the geotransforms; give it with --ratio"
             )
         k = int(ratio)
+        if k < 2:
+            raise GeometryError(f"--ratio {ratio} must be 2 or more (the MS/PAN pixel-size ratio)")
         _check_shapes(pan_meta["shape"], ms_meta["shape"], k, pan, ms[0])
         # Ungeoreferenced: MS pixel j covers PAN block [k j, k j + k): centre at k j + k/2.
         row_map = (1.0 / k, 0.5 / k - 0.5)
@@ -289,17 +306,42 @@ def _reprojected_maps(pan_meta: dict, ms_path: str, ratio: int | None):
 
     The warped grid starts at the PAN origin with k-times-larger pixels, so MS pixel j
     covers PAN block [k j, k j + k); pixels outside the MS footprint become nodata.
+    The MS footprint, reprojected into the PAN's CRS, must overlap the PAN, and its
+    pixel size there must be coarser than the PAN's: else the warp gives an all-nodata
+    image (or a ratio of 1) that nothing should be fused from.
     """
-    from rasterio.warp import calculate_default_transform
+    from rasterio.warp import calculate_default_transform, transform_bounds
 
     with rasterio.open(ms_path) as ds:
-        t, _, _ = calculate_default_transform(
-            ds.crs, pan_meta["crs"], ds.width, ds.height, *ds.bounds
-        )
-    k = int(ratio) if ratio is not None else round(abs(t.a) / abs(pan_meta["transform"].a))
-    k = max(k, 1)
+        try:
+            t, _, _ = calculate_default_transform(
+                ds.crs, pan_meta["crs"], ds.width, ds.height, *ds.bounds
+            )
+            left, bottom, right, top = transform_bounds(
+                ds.crs, pan_meta["crs"], *ds.bounds, densify_pts=21
+            )
+        except Exception as exc:  # CRSError / CPLE_*: the footprint has no image there
+            raise GeometryError(
+                f"MS {ms_path} cannot be reprojected into the PAN's CRS {pan_meta['crs']} "
+                f"({_first_line(exc)}); check that both cover the same area and CRS"
+            ) from None
     pt = pan_meta["transform"]
     h, w = pan_meta["shape"]
+    west, south, east, north = array_bounds(h, w, pt)
+    values = (left, bottom, right, top)
+    if not all(math.isfinite(v) for v in values) or (
+        right <= west or left >= east or top <= south or bottom >= north
+    ):
+        raise GeometryError(
+            f"PAN {pan_meta.get('path', 'file')} and MS {ms_path} do not overlap (MS reprojected "
+            f"into {pan_meta['crs']}); check that both cover the same area and CRS"
+        )
+    r = abs(t.a) / abs(pt.a)
+    if ratio is None:
+        check_coarser(r, "MS pixel size reprojected into the PAN's CRS")
+    k = int(ratio) if ratio is not None else round(r)
+    if k < 2:
+        raise GeometryError(f"--ratio {ratio} must be 2 or more (the MS/PAN pixel-size ratio)")
     warp = dict(
         crs=pan_meta["crs"],
         transform=Affine(pt.a * k, 0.0, pt.c, 0.0, pt.e * k, pt.f),

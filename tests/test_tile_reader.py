@@ -158,3 +158,24 @@ def test_resampling_cache_stays_bounded(make_scene, monkeypatch):
             assert len(small._axis_cache) <= 2
     finally:
         small.close()
+
+
+@pytest.mark.parametrize("amap", [(1 / 4.0002454, -0.3750077), (0.25, -0.375), (0.5, -0.25)])
+def test_sample_grid_depends_on_scene_indices_only(amap) -> None:
+    """Sample positions, their grid positions and the block phase of a sub-range equal
+    the whole range's, shifted: no tile-relative phase (the seams of ratio 4.0002)."""
+    from tiling.reader import sample_grid
+
+    ratio = round(1 / amap[0])
+    whole = np.arange(-68, 668)
+    pos, lr, phase = sample_grid(whole, amap, ratio)
+    for start, size in ((444, 224), (-68, 200), (300, 97)):
+        sub = np.arange(start, start + size)
+        p2, lr2, ph2 = sample_grid(sub, amap, ratio)
+        shift = start - whole[0]
+        expect = pos[(pos >= shift) & (pos < shift + size)] - shift
+        np.testing.assert_array_equal(p2, expect)
+        # positions differ by a whole number of samples: the first sample's index
+        k = lr[shift : shift + size] - lr2
+        np.testing.assert_allclose(k, np.round(k[0]), atol=1e-9)
+        assert ph2 == (phase - shift) % ratio

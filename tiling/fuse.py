@@ -16,13 +16,21 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from errors import OptionError
+from errors import OptionError, RasterFormatError
 from models.base import FuseContext, Tile
 from models.registry import ModelInfo, create_model, get_entry
 from physics.kernels import get_kernel
 from physics.sensors import Sensor, detect_sensor, get_sensor
 from raster.cog import RasterSpec, check_destination, open_writer
 from raster.profiles import get_profile
+from raster.radiometry import (
+    LevelStats,
+    colour_from_names,
+    decide_bit_depth,
+    output_nodata,
+    pan_bit_depth,
+    radiometry_warnings,
+)
 from raster.scene import Scene, open_scene
 from tiling.allocator import keep_freed_memory
 from tiling.engine import Progress, default_threads, parallel_map, sum_partials
@@ -72,6 +80,10 @@ class FuseResult:
     bands: int
     dtype: str
     seconds: float
+    bit_depth: int | None = None
+    bit_depth_source: str = ""
+    nodata: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pixels(self) -> int:
@@ -94,22 +106,32 @@ def resolve_sensor(scene: Scene, name: str | None) -> Sensor:
 
 
 def resolve_bit_depth(scene: Scene, sensor: Sensor, explicit: int | None) -> int | None:
-    """``--bit-depth``, else NBITS metadata, else the sensor's if it fits, else the dtype's."""
-    dt = np.dtype(scene.dtype)
-    if explicit is not None:
-        if explicit < 1 or (dt.kind in "iu" and explicit > dt.itemsize * 8):
+    """The bit depth by the rules of :mod:`raster.radiometry` (``decide_bit_depth``)."""
+    return decide_bit_depth(scene, sensor, explicit).bits
+
+
+OUTPUT_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+
+
+def check_options(opts: FuseOptions) -> None:
+    """Refuse option values no run can use, before any file is opened."""
+    if opts.dtype is not None:
+        try:
+            name = np.dtype(opts.dtype).name
+        except TypeError:
+            name = None
+        if name not in OUTPUT_DTYPES:
             raise OptionError(
-                f"--bit-depth {explicit} does not fit the MS data type {dt.name}; "
-                f"give a value from 1 to {dt.itemsize * 8}"
+                f"--dtype {opts.dtype} is not an output data type; use one of "
+                f"{', '.join(OUTPUT_DTYPES)}"
             )
-        return explicit
-    if scene.bit_depth:
-        return scene.bit_depth
-    if dt.kind in "iu":
-        if sensor.bit_depth and sensor.bit_depth <= dt.itemsize * 8:
-            return sensor.bit_depth if dt.kind == "u" else None
-        return dt.itemsize * 8 if dt.kind == "u" else None
-    return None
+        opts.dtype = name
+    if opts.threads is not None and opts.threads < 1:
+        raise OptionError(
+            f"--threads {opts.threads}: give 1 or more worker threads (default: all cores)"
+        )
+    if opts.tile < 16:
+        raise OptionError(f"--tile {opts.tile}: give a tile size of 16 PAN pixels or more")
 
 
 def build_context(
@@ -167,6 +189,7 @@ def run_method(
     progress: Progress | None = None,
     post: Callable[[TileSpec, np.ndarray, np.ndarray], Any] | None = None,
     deep: Any = None,
+    stats: LevelStats | None = None,
 ) -> None:
     """Stream ``scene`` through a classical method, or a deep one loaded in ``deep``
     (:func:`tiling.deep.load_deep`; the deep engine sends full-width strips aligned to
@@ -183,7 +206,9 @@ def run_method(
     if entry.info.family == "deep":
         from tiling.deep import run_deep_method
 
-        run_deep_method(scene, method_name, ctx, sink, deep, resampling, tile, progress, post)
+        run_deep_method(
+            scene, method_name, ctx, sink, deep, resampling, tile, progress, post, stats
+        )
         return
     method = create_model(method_name, **ctx.options)
     keep_freed_memory()  # tile buffers are reused, not faulted in again (tiling.allocator)
@@ -192,7 +217,7 @@ def run_method(
     specs = plan_tiles(h, w, tile, halo)
     total = sum(s.pixels for s in specs)
     nthreads = threads or default_threads()
-    reader = TileReader(scene, ctx, resampling=resampling, dtype=dtype)
+    reader = TileReader(scene, ctx, resampling=resampling, dtype=dtype, stats=stats)
     report = progress or (lambda phase, done, tot: None)
     try:
         coeffs = None
@@ -268,6 +293,7 @@ def fuse_files(
 ) -> FuseResult:
     """Fuse PAN and MS files into the COG ``out``; see the module docstring."""
     t0 = time.perf_counter()
+    check_options(opts)
     check_destination(out, opts.overwrite)
     get_entry(opts.method)
     creation = get_profile(opts.profile)
@@ -279,17 +305,12 @@ def fuse_files(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="1"):
         scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
         sensor = resolve_sensor(scene, opts.sensor)
-        bit_depth = resolve_bit_depth(scene, sensor, opts.bit_depth)
-        ctx = build_context(scene, sensor, opts, bit_depth)
         check_method(get_entry(opts.method).info, scene)
+        depth = decide_bit_depth(scene, sensor, opts.bit_depth)
+        bit_depth = depth.bits
+        ctx = build_context(scene, sensor, opts, bit_depth)
         out_dtype = opts.dtype or scene.dtype
-        if opts.dtype and np.dtype(opts.dtype).kind not in "iuf":
-            raise OptionError(f"--dtype {opts.dtype} is not a numeric type; use e.g. float32")
-        nodata = scene.ms_nodata if scene.ms_nodata is not None else scene.pan_nodata
-        if nodata is not None and not _fits(nodata, out_dtype):
-            nodata = None
-        if nodata is None and scene.has_mask:
-            nodata = default_nodata(out_dtype)  # masked input pixels need a value to become
+        nodata = output_nodata(scene, out_dtype)
         h, w = scene.out_shape
         tags = {
             "PANSHARP_METHOD": opts.method,
@@ -304,6 +325,7 @@ def fuse_files(
             tags.update(deep.tags())
         if bit_depth:
             tags["PANSHARP_BIT_DEPTH"] = str(bit_depth)
+        descriptions = _descriptions(scene, sensor)
         spec = RasterSpec(
             count=scene.n_bands,
             height=h,
@@ -312,14 +334,15 @@ def fuse_files(
             crs=scene.crs,
             transform=scene.out_transform,
             nodata=nodata,
-            descriptions=_descriptions(scene, sensor),
-            colorinterp=scene.colorinterp,
+            descriptions=descriptions,
+            colorinterp=colour_from_names(descriptions, scene.colorinterp),
             tags=tags,
         )
         writer = open_writer(
             out, spec, overwrite=opts.overwrite, creation_options=creation, tile=opts.tile
         )
         clip_max = ctx.max_value if np.dtype(out_dtype).kind in "iu" else None
+        stats = LevelStats()
         with writer:
 
             def encode(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> Any:
@@ -340,12 +363,19 @@ def fuse_files(
                 progress=progress,
                 post=encode,
                 deep=deep,
+                stats=stats,
             )
+            if stats.valid == 0:
+                raise RasterFormatError(
+                    f"no valid pixel where PAN {pan} and MS {', '.join(ms)} overlap: every "
+                    "pixel is nodata; check the inputs or --nodata"
+                )
             if progress:
                 progress("write", 0, 1)
             writer.commit()
             if progress:
                 progress("write", 1, 1)
+    warnings = radiometry_warnings(scene, stats, pan_bit_depth(pan))
     return FuseResult(
         output=str(out),
         method=opts.method,
@@ -356,28 +386,16 @@ def fuse_files(
         bands=scene.n_bands,
         dtype=out_dtype,
         seconds=time.perf_counter() - t0,
+        bit_depth=bit_depth,
+        bit_depth_source=depth.source,
+        nodata=nodata,
+        warnings=warnings,
     )
 
 
-def default_nodata(dtype: str) -> float:
-    """Nodata for outputs of masked inputs: 0 unsigned, the minimum signed, NaN float."""
-    dt = np.dtype(dtype)
-    if dt.kind == "u":
-        return 0
-    if dt.kind == "i":
-        return float(np.iinfo(dt).min)
-    return float("nan")
-
-
-def _fits(value: float, dtype: str) -> bool:
-    dt = np.dtype(dtype)
-    if dt.kind in "iu":
-        info = np.iinfo(dt)
-        return float(value).is_integer() and info.min <= value <= info.max
-    return True
-
-
 def _descriptions(scene: Scene, sensor: Sensor) -> list[str | None]:
-    """MS band descriptions; where a band has none, the sensor's band name."""
-    names = list(sensor.band_names) if len(sensor.band_names) >= scene.n_bands else []
-    return [d or (names[i] if names else None) for i, d in enumerate(scene.descriptions)]
+    """MS band descriptions; where a band has none, the sensor's band name for it
+    (:meth:`physics.sensors.Sensor.names_for`: a 4-band WorldView-2 product is blue,
+    green, red, NIR1)."""
+    names = sensor.names_for(scene.n_bands, scene.descriptions)
+    return [d or n for d, n in zip(scene.descriptions, names, strict=True)]

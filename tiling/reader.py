@@ -27,6 +27,7 @@ from rasterio.windows import Window
 from errors import RasterFormatError
 from models.base import FuseContext, Tile
 from physics.kernels import axis_matrix, get_kernel
+from raster.radiometry import LevelStats
 from raster.scene import Scene
 from tiling.windows import TileSpec
 
@@ -40,8 +41,10 @@ class TileReader:
         ctx: FuseContext,
         resampling: str = "exp",
         dtype: Any = np.float32,
+        stats: LevelStats | None = None,
     ) -> None:
         self.scene = scene
+        self.stats = stats  # radiometric levels of the tiles' cores, if asked
         self.ctx = ctx
         self.resampling = resampling
         self.support = get_kernel(resampling)[1]
@@ -97,8 +100,11 @@ class TileReader:
         pan, pan_valid = self._read_pan(pan_ds, out_rows, out_cols)
         ms, ms_valid = self._read_ms(out_rows, out_cols)
         valid = inside & pan_valid & ms_valid
-        sample_rows = self._sample_positions(rows, sc.row_map)
-        sample_cols = self._sample_positions(cols, sc.col_map)
+        if self.stats is not None:
+            core = spec.core_in_read
+            self.stats.add(pan[core], ms[(slice(None), *core)], valid[core])
+        sample_rows, lr_rows, phase_r = self._sample_grid(rows, sc.row_map)
+        sample_cols, lr_cols, phase_c = self._sample_grid(cols, sc.col_map)
         return Tile(
             pan=pan,
             ms=ms,
@@ -107,6 +113,9 @@ class TileReader:
             sample_rows=sample_rows,
             sample_cols=sample_cols,
             ctx=self.ctx,
+            lr_rows=lr_rows,
+            lr_cols=lr_cols,
+            block_phase=(phase_r, phase_c),
         )
 
     def _read_pan(self, ds, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +148,10 @@ class TileReader:
         m_r0, m_r1 = max(0, math.floor(u.min() - s)), min(mh, math.ceil(u.max() + s) + 1)
         m_c0, m_c1 = max(0, math.floor(v.min() - s)), min(mw, math.ceil(v.max() + s) + 1)
         strip, strip_valid = self._strips.get((m_r0, m_r1))
-        cube = strip[:, :, m_c0:m_c1].astype(self.dtype)
+        # float64 sums whatever the tile dtype: a float32 product's rounding depends on the
+        # BLAS blocking, i.e. on the tile's shape, and Brovey's rounding of the resampled
+        # MS to integers turned those 1e-7 differences into 1-2 DN seams between tilings
+        cube = strip[:, :, m_c0:m_c1].astype(np.float64)
         ms_valid = strip_valid[:, m_c0:m_c1]
         rmat, rbands = self._axis_matrix(u - m_r0, cube.shape[1])
         cmat_t, cbands = self._axis_matrix(v - m_c0, cube.shape[2])
@@ -147,8 +159,8 @@ class TileReader:
         if not ms_valid.all():
             # Normalised convolution: nodata samples get zero weight, weights renormalised,
             # as GDAL's nodata-aware resampling does. Validity follows the nearest sample.
-            w = ms_valid.astype(self.dtype)
-            cube *= w
+            w = ms_valid.astype(np.float64)
+            cube[:, ~ms_valid] = 0.0  # not ``cube *= w``: a NaN sample times 0 is NaN
             wsum = rmat @ w @ cmat
             near_r = axis_matrix(u - m_r0, cube.shape[1], "nearest")
             near_c = axis_matrix(v - m_c0, cube.shape[2], "nearest").T
@@ -161,7 +173,7 @@ class TileReader:
             with np.errstate(divide="ignore", invalid="ignore"):
                 out /= np.where(np.abs(wsum) > 1e-6, wsum, 1.0)
             valid &= np.abs(wsum) > 1e-6
-        return out, valid
+        return out.astype(self.dtype, copy=False), valid
 
     def _load_ms_strip(self, rows: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """MS rows ``[r0, r1)``, full width, every band (one read per file), and validity."""
@@ -204,27 +216,14 @@ class TileReader:
         (for :func:`separable_apply`), cached per positions."""
 
         def make() -> tuple[np.ndarray, Bands]:
-            mat = axis_matrix(pos, n_in, self.resampling).astype(self.dtype)
+            mat = axis_matrix(pos, n_in, self.resampling).astype(np.float64)
             return mat, _bands(mat)
 
         return self._cached(("matrix", pos.tobytes(), n_in), make)
 
-    def _sample_positions(self, idx: np.ndarray, amap: tuple[float, float]) -> np.ndarray:
+    def _sample_grid(self, idx: np.ndarray, amap: tuple[float, float]) -> SampleGrid:
         key = ("samples", int(idx[0]), int(idx[-1]), idx.size, amap)
-        return self._cached(key, lambda: self._sample_positions_uncached(idx, amap))
-
-    def _sample_positions_uncached(self, idx: np.ndarray, amap: tuple[float, float]) -> np.ndarray:
-        """Tile-local indices of the PAN pixels nearest to MS sample centres.
-
-        Sample j sits at PAN index (j - b) / a; only samples whose nearest pixel lies in
-        the read window are kept.
-        """
-        a, b = amap
-        u0, u1 = a * idx[0] + b, a * idx[-1] + b
-        j = np.arange(math.ceil(u0 - 0.5 * a), math.floor(u1 + 0.5 * a) + 1)
-        pos = np.rint((j - b) / a).astype(np.int64) - idx[0]
-        pos = pos[(pos >= 0) & (pos < idx.size)]
-        return np.unique(pos)
+        return self._cached(key, lambda: sample_grid(idx, amap, self.scene.ratio))
 
 
 AXIS_CACHE = 256  # cached resampling matrices / sample positions per reader
@@ -276,6 +275,48 @@ def _bands(mat: np.ndarray) -> Bands:
         lo, hi = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 1)
         out.append((r0, r1, lo, hi))
     return out
+
+
+SampleGrid = tuple[np.ndarray, np.ndarray, int]
+
+
+def sample_grid(idx: np.ndarray, amap: tuple[float, float], ratio: int) -> SampleGrid:
+    """Where the MS samples fall in a tile, from scene coordinates only.
+
+    ``idx``: the scene (PAN) indices of the tile's rows (or columns), halo included;
+    ``amap = (a, b)``: continuous MS index u = a i + b of PAN index i (``Scene.row_map``).
+    Returns
+
+    - the tile-local indices of the PAN pixels nearest to the sample centres: sample j
+      sits at PAN index (j - b) / a, rounded (the decimation ``imresize(.., 'nearest')``
+      of the toolbox);
+    - each tile pixel's continuous position among the tile's samples, 0 at its first
+      sample: u(i) + d - j_first, with d = -(a c_0 + b) the offset between the
+      continuous grid and the rounded position c_0 = rint(-b / a) of sample 0. With an
+      exact integer ratio this is (i - sample_rows[0]) / ratio, the ``interp23tap``
+      phase; with a true ratio of 4.0002 the same phase follows the real sample spacing;
+    - the tile-local start, in [0, ratio), of the scene's ratio x ratio block grid whose
+      blocks end half a pixel after each sample (c_0 - ratio // 2 + ratio n).
+
+    Every quantity is a function of scene indices, never of where the tile starts, so
+    tiles agree with the whole image (the seams of a tile-relative phase: a sample in
+    the halo beyond the scene edge rounds to the other side of x.5 at a ratio of 4.0002,
+    and the phase taken from the tile's first sample jumped by a pixel).
+    """
+    a, b = amap
+    u0, u1 = a * idx[0] + b, a * idx[-1] + b
+    j = np.arange(math.ceil(u0 - 0.5 * a), math.floor(u1 + 0.5 * a) + 1)
+    pos = np.rint((j - b) / a).astype(np.int64) - int(idx[0])
+    keep = (pos >= 0) & (pos < idx.size)
+    pos, j = pos[keep], j[keep]
+    pos, first = np.unique(pos, return_index=True)
+    j = j[first]
+    c0 = float(np.rint(-b / a))
+    offset = -(a * c0 + b)
+    j_first = float(j[0]) if j.size else 0.0
+    lr = a * idx.astype(np.float64) + b + offset - j_first
+    phase = int(c0 - ratio // 2 - int(idx[0])) % ratio
+    return pos, lr, phase
 
 
 class StripCache:

@@ -210,13 +210,12 @@ def gauss_lowpass(img: np.ndarray, ratio: int) -> np.ndarray:
 def reinterpolate(tile: Tile, lr: np.ndarray) -> np.ndarray:
     """Put a (B, h, w) cube sampled at the tile's MS positions back on its PAN grid.
 
-    The 23-tap limit kernel (``physics.kernels`` ``exp``) at position
-    (i - sample_rows[0]) / ratio: the toolbox's ``interp23tap`` phase, as EXP is made.
+    The 23-tap limit kernel (``physics.kernels`` ``exp``) at the pixel's position among
+    the samples (:meth:`Tile.lr_positions`): (i - sample_rows[0]) / ratio, the toolbox's
+    ``interp23tap`` phase, when the ratio is an exact integer, and the same phase carried
+    along the true scene-wide sample grid when it is not (4.0002).
     """
-    ratio = tile.ctx.ratio
-    h, w = tile.pan.shape
-    rows = (np.arange(h) - float(tile.sample_rows[0])) / ratio
-    cols = (np.arange(w) - float(tile.sample_cols[0])) / ratio
+    rows, cols = tile.lr_positions()
     return resample_cube(np.asarray(lr, dtype=F64), rows, cols, "exp").astype(F64, copy=False)
 
 
@@ -297,8 +296,7 @@ def bicubic_down_up(tile: Tile, img: np.ndarray) -> np.ndarray:
     ratio = tile.ctx.ratio
     arr = np.asarray(img, dtype=F64)
     h, w = arr.shape[-2:]
-    o_r = int(tile.sample_rows[0] - ratio // 2) % ratio
-    o_c = int(tile.sample_cols[0] - ratio // 2) % ratio
+    o_r, o_c = tile.block_offsets()
     nr, nc = (h - o_r) // ratio, (w - o_c) // ratio
     if nr < 1 or nc < 1:
         return arr.copy()
