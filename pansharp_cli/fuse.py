@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from models.registry import model_names
 from pansharp_cli.progress import progress_bar
 from physics.kernels import KERNELS
 from raster.profiles import PROFILES, parse_creation_options
+
+if TYPE_CHECKING:
+    from tiling.fuse import FuseOptions
 
 
 def parse_weights(text: str | None) -> list[float] | None:
@@ -27,7 +30,59 @@ def parse_weights(text: str | None) -> list[float] | None:
         ) from None
 
 
+DEEP_ONLY = {  # fuse() parameter -> its option: what only a model with weights uses
+    "weights": "--weights",
+    "device": "--device",
+    "batch_size": "--batch-size",
+    "precision": "--precision",
+    "overlap": "--overlap",
+}
+
+
+def check_deep_only_options(method: str, given: list[str]) -> None:
+    """Refuse deep-model options (``given``, as typed) with a method that takes no weights.
+
+    A classical method would ignore them silently, and a user who typed ``--weights``
+    believes a network ran. Unknown method names are left to the library, which lists
+    the valid ones (:func:`models.registry.get_entry`).
+    """
+    from errors import UnknownNameError
+    from models.registry import get_entry
+
+    if not given:
+        return
+    try:
+        info = get_entry(method).info
+    except UnknownNameError:
+        return
+    if info.needs_weights:
+        return
+    if len(given) == 1:
+        flags, what, drop = given[0], "is a deep-model option", given[0]
+    else:
+        flags, what, drop = (
+            ", ".join(given[:-1]) + f" and {given[-1]}",
+            "are deep-model options",
+            "them",
+        )
+    raise OptionError(
+        f"{flags} {what}, but -m {info.name} is a classical method and takes no weights: "
+        f"drop {drop}, or choose a deep method ({', '.join(model_names('deep'))})"
+    )
+
+
+def _given(ctx: typer.Context, names: dict[str, str]) -> list[str]:
+    """The options of ``names`` typed on the command line (not left at their default)."""
+    out = []
+    for param, flag in names.items():
+        source = ctx.get_parameter_source(param)
+        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
+            out.append(flag)
+    return out
+
+
 def fuse(
+    ctx: typer.Context,
     inputs: Annotated[
         list[str],
         typer.Argument(
@@ -118,6 +173,7 @@ def fuse(
         raise OptionError(
             "give the PAN file and at least one MS file: pansharp fuse PAN MS... -o OUT"
         )
+    check_deep_only_options(method, _given(ctx, DEEP_ONLY))
     opts = FuseOptions(
         method=method.strip().lower(),
         sensor=sensor,
@@ -140,7 +196,7 @@ def fuse(
         overlap=overlap,
     )
     if all(Path(p).exists() for p in inputs):  # a missing file is reported without waiting
-        _import_torch_if_deep(opts.method)
+        _import_torch_if_deep(inputs[0], inputs[1:], opts)
     with progress_bar(quiet) as progress:
         result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
     summary = {
@@ -155,33 +211,48 @@ def fuse(
         "pixels": result.pixels,
         "seconds": round(result.seconds, 3),
         "megapixels_per_second": round(result.megapixels_per_second, 3),
+        "bit_depth": result.bit_depth,
+        "bit_depth_source": result.bit_depth_source,
+        "nodata": _json_number(result.nodata),
+        "warnings": list(result.warnings),
     }
+    for warning in result.warnings:  # always: a warning is about this run's pixels
+        typer.echo(f"pansharp: warning: {' '.join(warning.split())}", err=True)
     if json_out:
         typer.echo(json.dumps(summary))
     elif not quiet:
+        depth = f"{result.bit_depth}-bit" if result.bit_depth else "no bit depth"
         typer.echo(
             f"{result.output}: {result.width}x{result.height}x{result.bands} {result.dtype}, "
             f"{result.pixels / 1e6:.2f} Mpx in {result.seconds:.2f} s "
             f"({result.megapixels_per_second:.2f} Mpx/s), method {result.method}, "
-            f"sensor {result.sensor}, ratio {result.ratio}",
+            f"sensor {result.sensor}, ratio {result.ratio}, "
+            f"{depth} ({result.bit_depth_source})",
             err=True,
         )
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """NaN as the string "nan" (JSON has no NaN; GDAL writes nodata as text too)."""
+    if value is not None and value != value:
+        return "nan"
+    return value
 
 
 def register(app: typer.Typer) -> None:
     app.command("fuse")(fuse)
 
 
-def _import_torch_if_deep(method: str) -> None:
-    """Import torch before the progress bar freezes the imported objects (a deep model
-    needs it; see pansharp_cli.progress.freeze_imports). Unknown names are the library's
-    to report."""
-    from errors import PansharpError
-    from models.registry import get_entry
+def _import_torch_if_deep(pan: str, ms: list[str], opts: FuseOptions) -> None:
+    """Import torch before the run when a deep model will run: its weights fit the scene
+    (:func:`tiling.deep.weights_fit`, read from the headers without torch).
 
-    try:
-        deep = get_entry(method).info.needs_weights
-    except PansharpError:
-        return
-    if deep:
+    Why before: the import then runs without the cyclic collector (pansharp_cli.__main__)
+    and outside the run's own ``seconds``. Why only then: weights that do not fit are
+    refused by the run without torch (~3 s and ~280 MB saved per refusal); a classical
+    method never imports it.
+    """
+    from tiling.deep import weights_fit
+
+    if weights_fit(pan, ms, opts):
         import torch  # noqa: F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from typing import Annotated
 
 import click
 import typer
@@ -35,6 +36,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    """``--version``: print ``pansharp X.Y.Z`` (the installed package's metadata) and stop."""
+    if value:
+        from models.deep.card import pansharp_version  # importlib.metadata; torch-free
+
+        typer.echo(f"pansharp {pansharp_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Options before the command (``pansharp --version``)."""
 
 
 def _register() -> None:

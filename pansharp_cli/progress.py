@@ -2,6 +2,13 @@
 
 The library reports ``(phase, done, total)``; each phase (fit, fuse, write, ...) gets
 its own bar with elapsed time and ETA. ``--quiet`` gives a callback that does nothing.
+
+The bar starts with the first report and is erased when the work fails: a refusal
+raised before any progress (a missing file, a weights mismatch) or a failure midway must
+leave exactly the one ``pansharp: error:`` line on stderr. (rich's ``Live`` prints its
+final render when it stops on a stream that is not a terminal, and rich's ``Progress.stop``
+adds an empty line there: a bar entered before a refusal wrote that empty line ahead of
+the error. The bar is stopped through its ``Live`` display, which prints no extra line.)
 """
 
 from __future__ import annotations
@@ -51,11 +58,25 @@ def freeze_imports() -> None:
 def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
     """Yield a ``progress(phase, done, total)`` callback drawing rich bars on stderr.
 
-    Entering it starts a command's long work, so it first calls :func:`freeze_imports`.
+    The first report starts the long work, so it first calls :func:`freeze_imports`:
+    everything the library imported while preparing (torch and the network's weights
+    for a deep model, loaded only once the weights are known to fit) is frozen with the
+    rest, and imported without the collector. Leaving the block with an exception
+    erases the bar (see the module docstring).
     """
-    freeze_imports()
+    started = [False]
+
+    def start() -> None:
+        if not started[0]:
+            started[0] = True
+            freeze_imports()
+
     if quiet:
-        yield lambda phase, done, total: None
+
+        def silent(phase: str, done: int, total: int) -> None:
+            start()
+
+        yield silent
         return
     bar = Progress(
         TextColumn("{task.description:<24}"),
@@ -70,9 +91,32 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
     tasks: dict[str, TaskID] = {}
 
     def update(phase: str, done: int, total: int) -> None:
+        start()
         if phase not in tasks:
             tasks[phase] = bar.add_task(PHASES.get(phase, phase), total=max(total, 1))
+            bar.live.start(refresh=True)  # a no-op once started
         bar.update(tasks[phase], completed=done, total=max(total, 1))
 
-    with bar:
+    try:
         yield update
+    except BaseException:
+        stop_bar(bar, failed=True)
+        raise
+    stop_bar(bar, failed=False)
+
+
+def stop_bar(bar: Progress, failed: bool) -> None:
+    """Stop ``bar``: its final state stays on success, nothing of it stays on failure.
+
+    Not ``bar.stop()``, which writes an empty line on a stream that is not a terminal,
+    even when nothing was drawn (see the module docstring). On failure the display is
+    made transient first: rich then prints no final render and erases what a terminal
+    shows, so the error line is all that remains.
+    """
+    live = bar.live
+    drawn = live.is_started
+    if failed:
+        live.transient = True
+    live.stop()
+    if drawn and not failed and not bar.console.is_interactive:
+        bar.console.print()  # ends the final render's line (a terminal's stop() does it)

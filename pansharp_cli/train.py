@@ -25,7 +25,7 @@ from rich.progress import (
 
 from errors import OptionError, OutputError
 from models.registry import model_names
-from pansharp_cli.progress import freeze_imports, stderr
+from pansharp_cli.progress import freeze_imports, stderr, stop_bar
 
 
 def _val_text(val: dict[str, Any] | None) -> str:
@@ -77,8 +77,13 @@ def train_bar(
             val=last_val[0],
         )
 
-    with bar:
+    bar.live.start(refresh=True)
+    try:
         yield update
+    except BaseException:
+        stop_bar(bar, failed=True)  # the error line alone, not the bar above it
+        raise
+    stop_bar(bar, failed=False)
 
 
 def train(
@@ -133,10 +138,12 @@ def train(
     """Train a deep model on your own PAN/MS scenes (Wald's protocol) and save its weights."""
     from models.deep.train import train as train_model
     from models.registry import get_entry
+    from pansharp_cli.georef import acknowledge_missing_georeference
     from physics.sensors import get_sensor
     from raster.cog import check_destination
     from raster.pairs import expand_specs, read_training_pairs
 
+    acknowledge_missing_georeference(ratio)
     entry = get_entry(model)
     if entry.info.family != "deep":
         raise OptionError(

@@ -11,6 +11,7 @@ import torch
 from models.deep.card import WeightsCard
 from models.registry import REGISTRY, create_model
 from raster.scene import open_scene
+from tests.floats import accumulation_length, assert_rounding_close
 from tiling.allocator import GLIBC_MMAP_CEILING
 from tiling.deep import DeepModel, DeepSettings, cpu_patch_cap, plan_patches, run_deep
 from tiling.fuse import FuseOptions, build_context, resolve_sensor
@@ -63,4 +64,6 @@ def test_run_deep_on_cpu_uses_capped_patches_one_at_a_time(make_scene):
     capped, facts = run(DeepSettings())
     assert max(facts["patch"]) <= 352 and facts["batch_size"] == 1 and facts["patches"] > 1
     whole, _ = run(DeepSettings(tile=600))
-    np.testing.assert_allclose(capped, whole, rtol=1e-5, atol=1e-3)
+    # Other patch shapes block the convolutions differently: float32 rounding, set by
+    # the network's accumulation length and the outputs' magnitude (tests/floats.py).
+    assert_rounding_close(capped, whole, accumulation_length(net))

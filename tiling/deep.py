@@ -319,6 +319,7 @@ class DeepModel:
     halo: int
     settings: DeepSettings = field(default_factory=DeepSettings)
     global_context: bool = False  # pooled statistics: tiles differ slightly, blend wider
+    warnings: list[str] = field(default_factory=list)  # for the run's summary and JSON
 
     def tags(self) -> dict[str, str]:
         """Output metadata: which weights made the image."""
@@ -335,33 +336,39 @@ def load_deep(
     """Resolve and check the weights for ``method`` on ``scene``, before any output exists.
 
     ``--weights FILE``, else the registry's default for (model, sensor): the card must
-    match the scene's bands, ratio and sensor (:func:`models.deep.weights.load_weights`
-    names every mismatch). A scene bit depth other than the one the weights were trained
-    with is only warned about: the data may still be in the same range.
+    match the scene's bands, ratio and sensor (:func:`models.deep.weights.check_card`
+    names every mismatch). That decision reads the safetensors header only, so weights
+    that do not fit are refused before torch is imported (~3 s, ~280 MB); torch, the
+    device and the tensors come after. A scene bit depth other than the one the weights
+    were trained with is only warned about: the data may still be in the same range.
     """
-    from models.deep.runtime import check_precision, select_device
-    from models.deep.weights import load_weights, resolve_weights
+    from models.deep.weights import check_card, read_card, resolve_weights
 
     entry = get_entry(method)
+    path = resolve_weights(settings.weights, entry.info.name, sensor_name)
+    check_card(read_card(path), path, entry.info.name, scene.n_bands, scene.ratio, sensor_name)
+
+    from models.deep.runtime import check_precision, select_device
+    from models.deep.weights import load_weights
+
     check_precision(settings.precision)
     device = select_device(settings.device)
-    path = resolve_weights(settings.weights, entry.info.name, sensor_name)
     model, card = load_weights(
         path, entry.info.name, scene.n_bands, scene.ratio, sensor_name, device=device
     )
+    warnings = []
     if card.bit_depth and bit_depth and card.bit_depth != bit_depth:
-        log.warning(
-            "weights %s were trained on %d-bit data, the scene is %d-bit; pass --bit-depth "
-            "if that is wrong",
-            path.name,
-            card.bit_depth,
-            bit_depth,
+        warnings.append(
+            f"weights {path.name} were trained on {card.bit_depth}-bit data, the scene is "
+            f"{bit_depth}-bit; pass --bit-depth if that is wrong"
         )
     halo = int(getattr(model, "halo", entry.info.halo(scene.ratio)))
     glob = (
         bool(entry.info.extra.get("global_context")) and card.kwargs.get("global_bias") is not False
     )
-    return DeepModel(entry.info.name, model, card, Path(path), device, halo, settings, glob)
+    return DeepModel(
+        entry.info.name, model, card, Path(path), device, halo, settings, glob, warnings
+    )
 
 
 # -- batch size ----------------------------------------------------------------------------
@@ -716,6 +723,7 @@ def run_deep(
     progress: Progress | None = None,
     align: int = 1,
     post: Callable[[TileSpec, np.ndarray, np.ndarray], Any] | None = None,
+    stats: Any = None,
 ) -> dict[str, Any]:
     """Fuse ``scene`` with a loaded network.
 
@@ -775,7 +783,7 @@ def run_deep(
     threads_before = torch.get_num_threads()
     if deep.device.type == "cpu":
         torch.set_num_threads(max(1, s.threads or default_threads()))
-    reader = TileReader(scene, ctx, resampling=resampling, dtype=np.float32)
+    reader = TileReader(scene, ctx, resampling=resampling, dtype=np.float32, stats=stats)
     report("fuse", 0, total)
     try:
         with (
@@ -839,6 +847,33 @@ def _blend(blender: _Blender, b: _Batch, out: np.ndarray) -> None:
 
 
 # -- the entry points of tiling.fuse ----------------------------------------------------------
+def weights_fit(pan: str, ms: list[str], opts: Any) -> bool:
+    """True when ``opts.method`` (a :class:`tiling.fuse.FuseOptions`) is a deep model whose
+    weights fit the scene, decided from the raster and safetensors headers, without torch.
+
+    For the CLI, which imports torch before the run when it will be needed, so that the
+    run's own clock and the progress bar's frozen imports do not include that import;
+    any problem (a missing file, weights that do not fit) gives False, and the run then
+    reports it in its own order, as :func:`tiling.fuse.fuse_files` would without this.
+    """
+    from errors import PansharpError
+    from models.deep.weights import check_card, read_card, resolve_weights
+    from raster.scene import open_scene
+    from tiling.fuse import resolve_sensor
+
+    try:
+        info = get_entry(opts.method).info
+        if not info.needs_weights:
+            return False
+        scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
+        sensor = resolve_sensor(scene, opts.sensor).name
+        path = resolve_weights(opts.weights, info.name, sensor)
+        check_card(read_card(path), path, info.name, scene.n_bands, scene.ratio, sensor)
+    except PansharpError:
+        return False
+    return True
+
+
 def load_for_fuse(scene: Scene, sensor_name: str, opts: Any, bit_depth: int | None) -> DeepModel:
     """:func:`load_deep` with the deep fields of a :class:`tiling.fuse.FuseOptions`."""
     settings = DeepSettings(
@@ -870,6 +905,7 @@ def run_deep_method(
     align: int,
     progress: Progress | None,
     post: Callable[[TileSpec, np.ndarray, np.ndarray], Any] | None,
+    stats: Any = None,
 ) -> dict[str, Any]:
     """:func:`tiling.fuse.run_method` for a deep model: ``post`` (conversion, compression)
     runs in the writer thread on each strip while the next forward pass runs, ``sink`` in
@@ -881,5 +917,13 @@ def run_deep_method(
             f"or --weights FILE with `pansharp fuse`)"
         )
     return run_deep(
-        scene, deep, ctx, sink, resampling=resampling, progress=progress, align=align, post=post
+        scene,
+        deep,
+        ctx,
+        sink,
+        resampling=resampling,
+        progress=progress,
+        align=align,
+        post=post,
+        stats=stats,
     )

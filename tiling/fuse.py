@@ -21,7 +21,8 @@ from models.base import FuseContext, Tile
 from models.registry import ModelInfo, create_model, get_entry
 from physics.kernels import get_kernel
 from physics.sensors import Sensor, detect_sensor, get_sensor
-from raster.cog import RasterSpec, check_destination, open_writer
+from raster.cog import RasterSpec, open_writer
+from raster.destination import COG_SUFFIXES, check_destination
 from raster.profiles import get_profile
 from raster.radiometry import (
     LevelStats,
@@ -231,7 +232,13 @@ def run_method(
                 report("fit", done[0], total)
 
             report("fit", 0, total)
-            parallel_map(specs, lambda s: method.fit_tile(reader.read(s)), fit_consume, nthreads)
+
+            # in tile order: float sums added in completion order differ in their last bits
+            # from run to run, and so could a pixel (tiling.engine.parallel_map)
+            def fit(spec: TileSpec) -> dict[str, Any]:
+                return method.fit_tile(reader.read(spec))
+
+            parallel_map(specs, fit, fit_consume, nthreads, ordered=True)
             coeffs = method.fit_finish(totals, ctx)
 
         def work(spec: TileSpec) -> Any:
@@ -294,7 +301,7 @@ def fuse_files(
     """Fuse PAN and MS files into the COG ``out``; see the module docstring."""
     t0 = time.perf_counter()
     check_options(opts)
-    check_destination(out, opts.overwrite)
+    check_destination(out, opts.overwrite, inputs=[pan, *ms, opts.weights], suffixes=COG_SUFFIXES)
     get_entry(opts.method)
     creation = get_profile(opts.profile)
     creation.update(opts.creation_options)
@@ -376,6 +383,8 @@ def fuse_files(
             if progress:
                 progress("write", 1, 1)
     warnings = radiometry_warnings(scene, stats, pan_bit_depth(pan))
+    if deep is not None:
+        warnings += deep.warnings
     return FuseResult(
         output=str(out),
         method=opts.method,

@@ -172,12 +172,19 @@ def find_default_weights(model: str, sensor: str) -> Path:
     p = default_weights_path(model, sensor)
     if p.is_file():
         return p
-    shipped = [d["path"].name for d in list_default_weights(model)]
+    shipped = [_shipped_text(d) for d in list_default_weights(model)]
     have = f" Shipped for {model}: {', '.join(shipped)}." if shipped else ""
     raise WeightsError(
         f"no default weights for {model!r} on sensor {sensor!r} (looked for {p}).{have} "
         f"Pass --weights FILE, or make them with `pansharp train -m {model} --sensor {sensor}`."
     )
+
+
+def _shipped_text(d: dict[str, Any]) -> str:
+    """``pnn_landsat7.safetensors (landsat7, 6 bands, ratio 2)``: what a shipped file fits."""
+    if d.get("error"):
+        return f"{d['path'].name} (unreadable)"
+    return f"{d['path'].name} ({d['sensor']}, {d['bands']} bands, ratio {d['ratio']})"
 
 
 def list_default_weights(model: str | None = None) -> list[dict[str, Any]]:

@@ -42,7 +42,13 @@ from models.deep.runtime import (
     scale_for,
     select_device,
 )
-from models.deep.weights import check_card, load_state, save_tensors, save_weights
+from models.deep.weights import (
+    check_card,
+    check_tensors,
+    load_state,
+    save_tensors,
+    save_weights,
+)
 from models.registry import create_model, get_entry
 from physics.sensors import Sensor, get_sensor
 
@@ -296,6 +302,7 @@ def train(
             )
         model = create_model(model_name, **card0.kwargs)
         tensors, _ = load_state(w_path)
+        check_tensors(tensors, model, w_path, model_name)  # names, shapes, finite values
         model.load_state_dict(tensors)
     else:
         model = create_model(model_name, n_bands=n_bands, **(model_kwargs or {}))

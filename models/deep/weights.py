@@ -6,9 +6,16 @@ executable. Every file is validated (:func:`models.deep.card.read_header`) befor
 safetensors library touches it, so a pickle or zip gets a clear :class:`WeightsError`.
 
 Why a card: weights are only valid for the model, band count, ratio, sensor and
-normalisation they were trained with. :func:`load_weights` checks all of them against
+normalisation they were trained with. :func:`check_card` checks all of them against
 the scene and names each mismatch with the fix, instead of producing a silently wrong
-image.
+image. Why every tensor is checked (:func:`check_tensors`): a tensor of the wrong shape
+or holding NaN/Inf (a diverged run, a damaged file) would fail deep inside torch or
+turn the whole output into NaN, which the writer then stores as zeros.
+
+Torch is imported only by the functions that build or read tensors: finding the
+weights and checking their card against the scene (:func:`resolve_weights`,
+:func:`check_card`) read the JSON header alone, so a refusal costs no torch import
+(~3 s and ~280 MB on this project's machine).
 """
 
 from __future__ import annotations
@@ -16,12 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from errors import WeightsError
 from models.deep.card import (
@@ -34,8 +36,14 @@ from models.deep.card import (
 )
 from physics.sensors import get_sensor
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
 __all__ = [
     "WeightsCard",
+    "check_card",
+    "check_tensors",
     "default_weights_path",
     "find_default_weights",
     "list_default_weights",
@@ -50,6 +58,8 @@ __all__ = [
 
 def save_tensors(path: Path | str, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     """Write a safetensors file atomically (temp file + rename: no half-written weights)."""
+    from safetensors.torch import save_file
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
@@ -74,6 +84,8 @@ def save_weights(path: Path | str, model: nn.Module, card: WeightsCard) -> Path:
 
 def load_state(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors (on CPU) and the raw metadata of a validated safetensors file."""
+    from safetensors import safe_open
+
     read_header(path)  # refuses pickles/zips/garbage before safetensors parses anything
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -125,6 +137,62 @@ def check_card(
         raise WeightsError(f"weights {path} do not fit: " + "; ".join(problems))
 
 
+MAX_LISTED = 3  # tensor problems named in one message; the rest are counted
+
+
+def check_tensors(
+    tensors: dict[str, torch.Tensor], model: nn.Module, path: Path | str, model_name: str
+) -> None:
+    """Raise one WeightsError naming the tensors of ``path`` that ``model`` cannot take.
+
+    Every tensor is checked, before any is copied into the network: its name must be one
+    of the network's (missing and extra names are listed), its shape the network's
+    (both shapes are given), and every value finite (NaN and +-Inf are counted). The
+    card said how to build the network (``model``); a file whose tensors disagree with
+    it was damaged or edited, or came from a diverged training run.
+    """
+    import torch
+
+    expected = model.state_dict()
+    problems: list[str] = []
+    for name, ref in expected.items():
+        if name not in tensors:
+            problems.append(f"tensor {name!r} of shape {list(ref.shape)} is missing")
+    for name, t in tensors.items():
+        ref = expected.get(name)
+        if ref is None:
+            problems.append(f"tensor {name!r} is not part of the {model_name} network")
+        elif tuple(t.shape) != tuple(ref.shape):
+            problems.append(
+                f"tensor {name!r} has shape {list(t.shape)}, expected {list(ref.shape)}"
+            )
+    if problems:
+        more = len(problems) - MAX_LISTED
+        listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+        raise WeightsError(
+            f"{path}: tensors do not match the {model_name} architecture in its card "
+            f"({listed}); the file is damaged or was edited - re-run `pansharp train`"
+        )
+    for name, t in tensors.items():
+        if not (t.is_floating_point() or t.is_complex()):
+            continue  # integer tensors are always finite
+        finite = torch.isfinite(t)
+        if bool(finite.all()):
+            continue
+        n_nan = int(torch.isnan(t).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        counts = [f"{n} {kind}" for n, kind in ((n_nan, "NaN"), (n_inf, "infinite")) if n]
+        problems.append(f"tensor {name!r} holds {' and '.join(counts)} of {t.numel()} values")
+    if problems:
+        more = len(problems) - MAX_LISTED
+        listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+        raise WeightsError(
+            f"{path}: {listed}: the {model_name} network would output NaN or Inf; the "
+            f"training diverged or the file is damaged - use other --weights or re-run "
+            f"`pansharp train`"
+        )
+
+
 def load_weights(
     path: Path | str,
     model_name: str,
@@ -136,7 +204,8 @@ def load_weights(
     """Build the network described by the card at ``path`` and load its weights.
 
     Checks the card against the scene (model, bands, ratio, sensor; ``sensor=None``
-    skips the sensor check) and returns ``(model in eval mode on device, card)``; the
+    skips the sensor check) before torch is imported, then every tensor
+    (:func:`check_tensors`), and returns ``(model in eval mode on device, card)``; the
     card's ``bit_depth``/``scale`` is the normalisation to use in :func:`predict`.
     """
     from models.registry import create_model  # registry import is cheap; keeps cycles out
@@ -150,13 +219,14 @@ def load_weights(
         raise WeightsError(
             f"{path}: card kwargs {card.kwargs} do not build {card.model}: {exc}"
         ) from exc
+    check_tensors(tensors, model, path, card.model)
     try:
         model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except RuntimeError as exc:  # names and shapes were checked: a dtype torch cannot copy
+        detail = " ".join(str(exc).split())
         raise WeightsError(
-            f"{path}: tensors do not match the {card.model} architecture in its card "
-            f"({first}); the file is damaged or was edited - re-run `pansharp train`"
+            f"{path}: tensors do not load into the {card.model} architecture in its card "
+            f"({detail}); the file is damaged or was edited - re-run `pansharp train`"
         ) from exc
     return model.to(device).eval(), card
 
