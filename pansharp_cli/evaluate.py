@@ -65,9 +65,11 @@ def results_table(report: dict[str, Any], scale: str) -> Table | None:
         else "Full resolution (no reference, quality.md B)"
     )
     proto = report["protocol"]
+    sensor_from = f" ({proto['sensor_source']})" if proto.get("sensor_source") else ""
+    bits_from = f" ({proto['bit_depth_source']})" if proto.get("bit_depth_source") else ""
     caption = (
-        f"ratio {proto['ratio']}, sensor {proto['sensor']}"
-        + (f", {proto['bit_depth']} bits" if proto.get("bit_depth") else "")
+        f"ratio {proto['ratio']}, sensor {proto['sensor']}{sensor_from}"
+        + (f", {proto['bit_depth']} bits{bits_from}" if proto.get("bit_depth") else "")
         + f"; {BEST_MARK.strip()} = best per column"
     )
     t = Table(title=title, caption=caption)
@@ -89,6 +91,21 @@ def results_table(report: dict[str, Any], scale: str) -> Table | None:
             cells.append(text)
         t.add_row(r["method"], *cells)
     return t
+
+
+def notes(report: dict[str, Any]) -> list[str]:
+    """Lines printed under the tables: what was left out as nodata, and the warnings."""
+    out = []
+    area = report.get("scene", {}).get("valid_area")
+    if area and area.get("left_out_px"):
+        rule = report["scene"].get("fused_nodata")
+        out.append(
+            f"note: scored rows {area['rows'][0]}..{area['rows'][1]}, cols "
+            f"{area['cols'][0]}..{area['cols'][1]} of {area['of']}; {area['left_out_px']} px "
+            "of nodata border left out" + (f" (fused file: {rule})" if rule else "")
+        )
+    out += [f"warning: {w}" for w in report.get("warnings", [])]
+    return out
 
 
 def _write(path: str, text: str, flag: str) -> None:
@@ -241,6 +258,7 @@ def evaluate(
                 args[1:],
                 sensor=sensor,
                 ratio=ratio,
+                bit_depth=bit_depth,
                 tile=tile,
                 threads=threads,
                 progress=progress,
@@ -277,6 +295,8 @@ def evaluate(
             table = results_table(report, scale)
             if table is not None:
                 console.print(table)
+        for line in notes(report):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         if json_out:
             _write(json_out, text, "--json")
     if csv_out:

@@ -15,10 +15,16 @@ MATLAB toolbox), run over scenes of any size without holding one whole:
   ``exp``) with cores on the 32-pixel block grid and the ``pan_lowpass_halo`` feed
   :class:`quality.FullAccumulator`.
 
+Nodata: the indexes have no mask, so every form scores the rectangle that holds data in
+all its inputs (a nodata border, NaN included, is left out; holes are refused), exactly
+as if the scene had been cropped to it (:mod:`quality.valid_area`); ``scene.valid_area``
+and ``scene.nodata`` say what was left out and by which rule.
+
 Temporary files live in one folder removed at the end, also on error or interrupt.
-Result layout (issue 3): ``{"scene": {...}, "protocol": {"ratio", "sensor", ...},
-"results": [{"method", "scale": "reduced", "q2n", "q", "sam", "ergas", "scc", "psnr",
-"ssim"}, {"method", "scale": "full", "d_lambda", "d_s", "qnr", "d_lambda_k", "hqnr"}]}``.
+Result layout (issue 3): ``{"scene": {...}, "protocol": {"ratio", "sensor",
+"sensor_source", "bit_depth", "bit_depth_source", ...}, "results": [{"method", "scale":
+"reduced", "q2n", "q", "sam", "ergas", "scc", "psnr", "ssim"}, {"method", "scale":
+"full", "d_lambda", "d_s", "qnr", "d_lambda_k", "hqnr"}], "warnings": [...]}``.
 A method that fails while running is reported as ``{"method", "scale", "error"}`` and
 the other methods are still scored; inputs that cannot be evaluated raise before any
 work, with one message naming the file or the option that fixes it.
@@ -43,6 +49,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
 from errors import (
     GeometryError,
@@ -50,6 +57,7 @@ from errors import (
     OptionError,
     PansharpError,
     QualityError,
+    UnknownNameError,
     WeightsError,
 )
 from models.base import FuseContext
@@ -76,6 +84,16 @@ from quality.protocols import (
     min_reduced_size,
 )
 from quality.quicklook import HqnrMap, ReducedPreviews, render, rgb_bands
+from quality.valid_area import (
+    Area,
+    Layer,
+    ValidScan,
+    file_layer,
+    ms_layer,
+    nodata_summary,
+    scan_valid,
+)
+from raster.radiometry import decide_bit_depth
 from raster.scene import Scene, open_scene
 from tiling.engine import default_threads, parallel_map
 from tiling.fuse import (
@@ -83,8 +101,6 @@ from tiling.fuse import (
     FuseOptions,
     build_context,
     check_method,
-    resolve_bit_depth,
-    resolve_sensor,
 )
 from tiling.reader import TileReader
 from tiling.windows import TileSpec, plan_tiles
@@ -237,51 +253,229 @@ def _attempt(
         return _failure(method, scale, exc)
 
 
-def _invalid_in_scene(
-    scene: Scene, geom: ReducedGeometry | None, full_shape: tuple[int, int] | None
-) -> None:
-    """Refuse nodata in what is evaluated: the indexes have no mask (quality.md)."""
-    checks: list[tuple[str, int, float | None, tuple[int, int, int, int] | None]] = []
-    win = scene.window
-    if full_shape is not None:
-        checks.append(
-            (
-                scene.pan_path,
-                1,
-                scene.pan_nodata,
-                (int(win.row_off), full_shape[0], int(win.col_off), full_shape[1]),
-            )
+def _invalid_in_geometry(scene: Scene, geom: ReducedGeometry) -> None:
+    """Refuse nodata inside the reduced-resolution GT and its PAN blocks.
+
+    :func:`_valid_area` has already cut the scene to the rectangle that holds data on the
+    PAN grid; this checks the GT at MS scale (the MTF filter of Wald's degradation reads
+    every GT pixel), which the PAN-scale scan sees only through nearest samples.
+    """
+    r = geom.ratio
+    checks: list[tuple[str, str, int, float | None, tuple[int, int, int, int]]] = [
+        (
+            "PAN",
+            scene.pan_path,
+            1,
+            scene.pan_nodata,
+            (geom.pan_row0, r * geom.rows, geom.pan_col0, r * geom.cols),
         )
-    if geom is not None:
-        r = geom.ratio
-        checks.append(
-            (
-                scene.pan_path,
-                1,
-                scene.pan_nodata,
-                (geom.pan_row0, r * geom.rows, geom.pan_col0, r * geom.cols),
-            )
-        )
+    ]
     for b in scene.bands:
-        # full resolution reads the MS around the whole output window: check all of it
-        window = None
-        if geom is not None and full_shape is None:
-            window = (geom.ms_row0, geom.rows, geom.ms_col0, geom.cols)
-        checks.append((b.path, b.index, scene.ms_nodata, window))
-    for path, band, nodata, window in checks:
-        bad, total = count_invalid(path, band, nodata, window)
-        if bad == total:
-            raise QualityError(
-                f"every pixel of {path} band {band} in the evaluated area is nodata"
-                f"{f' (value {nodata:g})' if nodata is not None else ''}; there is nothing "
-                "to evaluate: check the file and its nodata value"
+        checks.append(
+            (
+                "MS",
+                b.path,
+                b.index,
+                scene.ms_nodata,
+                (geom.ms_row0, geom.rows, geom.ms_col0, geom.cols),
             )
+        )
+    for role, path, band, nodata, window in checks:
+        bad, total = count_invalid(path, band, nodata, window)
         if bad:
             raise QualityError(
-                f"{bad} of {total} pixels of {path} band {band} are nodata in the evaluated "
-                "area; the protocol's indexes have no mask (quality.md), so crop the scene "
+                f"{bad} of {total} pixels of the {role} {path} band {band} are nodata inside the "
+                f"reduced-resolution reference (rows {window[0]}..{window[0] + window[1]}, cols "
+                f"{window[2]}..{window[2] + window[3]}); pansharp leaves out a nodata border, "
+                "but the protocol's indexes have no mask for holes (quality.md): crop the scene "
                 "to its data (e.g. gdal_translate -srcwin) before evaluating"
             )
+
+
+# --------------------------------------------------------------------------- valid area
+def _scene_layers(scene: Scene, origin: tuple[int, int], cols: int) -> list[Layer]:
+    """PAN and MS (at PAN scale) as layers of a grid whose pixel (0, 0) is PAN pixel
+    ``origin`` (absolute PAN coordinates)."""
+    return [
+        file_layer("PAN", scene.pan_path, scene.pan_nodata, origin, cols, [1]),
+        ms_layer(
+            [(b.path, b.index) for b in scene.bands],
+            scene.ms_nodata,
+            scene.ms_shape,
+            scene.row_map,
+            scene.col_map,
+            origin,
+            cols,
+            scene.warp,
+        ),
+    ]
+
+
+def _restrict(scene: Scene, area: Area) -> Scene:
+    """The scene whose output window is ``area`` (in output-window coordinates).
+
+    Everything downstream (tile plans, the reader, the output transform) follows the
+    window; the MS is still read around it from the whole file, as at the scene edge.
+    """
+    win = scene.window
+    sub = Window(int(win.col_off) + area.col0, int(win.row_off) + area.row0, area.cols, area.rows)
+    return replace(scene, window=sub)
+
+
+def _restrict_geometry(geom: ReducedGeometry, area: Area) -> ReducedGeometry:
+    """The GT crop whose PAN blocks lie inside ``area`` (absolute PAN coordinates).
+
+    GT pixel i has the PAN block pan_row0 + ratio*i + [0, ratio); the usable GT pixels
+    are those whose blocks lie inside the area, their count cut to a multiple of the
+    ratio (quality.md A: the GT side is a multiple of the ratio).
+    """
+    r = geom.ratio
+
+    def axis(pan0: int, n: int, lo: int, hi: int) -> tuple[int, int]:
+        i0 = max(0, -(-(lo - pan0) // r))
+        i1 = min(n, (hi - pan0) // r)
+        return i0, max(i1 - i0, 0) // r * r
+
+    i0, rows = axis(geom.pan_row0, geom.rows, area.row0, area.row1)
+    j0, cols = axis(geom.pan_col0, geom.cols, area.col0, area.col1)
+    return replace(
+        geom,
+        ms_row0=geom.ms_row0 + i0,
+        ms_col0=geom.ms_col0 + j0,
+        pan_row0=geom.pan_row0 + r * i0,
+        pan_col0=geom.pan_col0 + r * j0,
+        rows=rows,
+        cols=cols,
+        transform=geom.transform @ Affine.translation(j0, i0),
+    )
+
+
+def _area_info(scan: ValidScan, area: Area, shift: tuple[int, int], of: str) -> dict[str, Any]:
+    """The report's ``valid_area``: the scored window in ``of``'s pixel coordinates."""
+    a = area.shifted(*shift)
+    total = scan.shape[0] * scan.shape[1]
+    return {
+        "rows": [a.row0, a.row1],
+        "cols": [a.col0, a.col1],
+        "of": of,
+        "left_out_px": total - area.pixels,
+    }
+
+
+def _nodata_info(scan: ValidScan, warnings: list[str], own: bool = False) -> dict[str, str]:
+    """Per input, the nodata rule and the pixels it removed; warns of all-zero pixels that
+    were scored as data because they lie inside the valid area, unless the fused file is
+    ``own`` (a ``pansharp fuse`` output, tagged PANSHARP_METHOD: it declares nodata
+    whenever it writes any, so its all-zero pixels are dark pixels clipped at 0)."""
+    if scan.zero_inside and not own:
+        lay = next(lay for lay in scan.layers if lay.zero_rule)
+        warnings.append(
+            f"{scan.zero_inside} pixels inside the valid area of {lay.path} are 0 in every "
+            "band and were scored as data (the file declares no nodata); if they are "
+            "nodata, declare it (gdal_edit -a_nodata 0) and crop them away"
+        )
+    return {lay.role: nodata_summary(scan, lay.role) or "none" for lay in scan.layers}
+
+
+# --------------------------------------------------------------------------- sensor, bits
+@dataclass(frozen=True)
+class _Choice:
+    """A setting and the rule that decided it (reported as ``*_source``)."""
+
+    value: Any
+    source: str | None
+
+
+def _detected(scene: Scene) -> Sensor | None:
+    """The sensor from the inputs' metadata, as ``tiling.fuse.resolve_sensor`` finds it."""
+    paths = [Path(p) for p in [scene.pan_path, *scene.ms_paths]]
+    return detect_sensor(paths, scene.tags, scene.n_bands)
+
+
+def _tagged_sensor(tags: dict[str, str], path: str, warnings: list[str]) -> Sensor | None:
+    tag = str(tags.get("PANSHARP_SENSOR", "")).strip()
+    if not tag:
+        return None
+    try:
+        return get_sensor(tag)
+    except UnknownNameError:
+        warnings.append(
+            f"the PANSHARP_SENSOR tag of {path} names an unknown sensor {tag!r}; ignored"
+        )
+        return None
+
+
+def choose_sensor(
+    option: str | None,
+    tags: dict[str, str],
+    fused_path: str | None,
+    detect: Callable[[], Sensor | None],
+    warnings: list[str],
+) -> _Choice:
+    """The sensor of an evaluation (MTF gains): ``--sensor``, else the fused file's
+    ``PANSHARP_SENSOR`` tag (the sensor ``pansharp fuse`` used), else detected from the
+    inputs' metadata, else generic. An option that contradicts the tag wins and a
+    warning says so. Sources: ``option``, ``fused tags``, ``detected``, ``generic``."""
+    tagged = _tagged_sensor(tags, fused_path, warnings) if fused_path else None
+    if option:
+        chosen = get_sensor(option)
+        if tagged is not None and tagged.name != chosen.name:
+            warnings.append(
+                f"--sensor {chosen.name} overrides the PANSHARP_SENSOR tag of {fused_path} "
+                f"({tagged.name}, the sensor it was fused with); scored with {chosen.name}"
+            )
+        return _Choice(chosen, "option")
+    if tagged is not None:
+        return _Choice(tagged, "fused tags")
+    found = detect()
+    if found is not None:
+        return _Choice(found, "detected")
+    return _Choice(get_sensor("generic"), "generic")
+
+
+def _tagged_bit_depth(tags: dict[str, str], path: str, warnings: list[str]) -> int | None:
+    tag = str(tags.get("PANSHARP_BIT_DEPTH", "")).strip()
+    if not tag:
+        return None
+    if tag.isdigit() and 1 <= int(tag) <= 32:
+        return int(tag)
+    warnings.append(f"the PANSHARP_BIT_DEPTH tag of {path} is {tag!r}, not 1..32; ignored")
+    return None
+
+
+def choose_bit_depth(
+    option: int | None,
+    tags: dict[str, str],
+    fused_path: str | None,
+    fallback: Callable[[int | None], _Choice],
+    warnings: list[str],
+) -> _Choice:
+    """The bit depth L (PSNR/SSIM peak 2^L - 1): ``--bit-depth``, else the fused file's
+    ``PANSHARP_BIT_DEPTH`` tag, else ``fallback`` (metadata, sensor, data type). An
+    option that contradicts the tag wins and a warning says so."""
+    tagged = _tagged_bit_depth(tags, fused_path, warnings) if fused_path else None
+    if option is not None:
+        chosen = fallback(option)
+        if tagged is not None and tagged != chosen.value:
+            warnings.append(
+                f"--bit-depth {chosen.value} overrides the PANSHARP_BIT_DEPTH tag of "
+                f"{fused_path} ({tagged})"
+            )
+        return chosen
+    if tagged is not None:
+        return _Choice(tagged, "fused tags")
+    return fallback(None)
+
+
+def _scene_bit_depth(scene: Scene, sensor: Sensor) -> Callable[[int | None], _Choice]:
+    """The bit depth by the rules ``pansharp fuse`` applies (``raster.radiometry``), with
+    the rule that decided it; an explicit value is reported as ``option``."""
+
+    def fallback(option: int | None) -> _Choice:
+        depth = decide_bit_depth(scene, sensor, option)
+        return _Choice(depth.bits, "option" if option is not None else depth.source)
+
+    return fallback
 
 
 def _check_block(rows: int, cols: int, what: str) -> None:
@@ -539,13 +733,20 @@ def _score_full(
 
 
 def _protocol_info(
-    name: str, ratio: int, sensor: Sensor, bit_depth: int | None, gains: Sequence[float], tile: int
+    name: str,
+    ratio: int,
+    sensor: _Choice,
+    bit_depth: _Choice,
+    gains: Sequence[float],
+    tile: int,
 ) -> dict[str, Any]:
     return {
         "name": name,
         "ratio": ratio,
-        "sensor": sensor.name,
-        "bit_depth": bit_depth,
+        "sensor": sensor.value.name,
+        "sensor_source": sensor.source,
+        "bit_depth": bit_depth.value,
+        "bit_depth_source": bit_depth.source,
         "ms_gains": [float(g) for g in gains],
         "resampling": "exp (23-tap)",
         "border_cut": [CUT_LEADING, CUT_TRAILING],
@@ -583,37 +784,59 @@ def evaluate_methods(
     t = _check_tile(tile)
     nthreads = threads or default_threads()
     ms_list = [ms] if isinstance(ms, str) else list(ms)
+    warnings: list[str] = []
     with _gdal_env(nthreads):
         scene = open_scene(pan, ms_list, ratio=ratio)
-        sens = resolve_sensor(scene, sensor)
-        L = resolve_bit_depth(scene, sens, bit_depth)
+        sens_c = choose_sensor(sensor, {}, None, partial(_detected, scene), warnings)
+        sens = sens_c.value
+        bits_c = _scene_bit_depth(scene, sens)(bit_depth)
+        L = bits_c.value
         check_interpolator(scene.ratio, names, scales)
         entries = {n: get_entry(n) for n in names}
         for n in names:
             check_method(entries[n].info, scene)
         h_out, w_out = scene.out_shape
         _check_block(h_out, w_out, f"the scene ({scene.pan_path} on the MS footprint)")
+        if "full" in scales and scene.n_bands < 2:
+            raise QualityError(
+                "D_lambda compares band pairs: the full-resolution protocol needs an MS "
+                "with at least 2 bands; use --protocol reduced"
+            )
+        if "reduced" in scales and L is None:
+            raise OptionError(
+                f"the MS {scene.ms_paths[0]} is {scene.dtype} without an NBITS tag, so the "
+                "bit depth for PSNR and SSIM (peak 2^L - 1) is unknown; give --bit-depth L"
+            )
+        deep = _deep_weights(names, entries, sens, scene, weights)
+        # the rectangle that holds data in the PAN and the MS (quality.valid_area)
+        win = scene.window
+        origin = (int(win.row_off), int(win.col_off))
+        scan = scan_valid(h_out, w_out, _scene_layers(scene, origin, w_out))
+        area = scan.check(f"the PAN grid where the MS overlaps it ({scene.pan_path})")
+        masked = area != Area(0, h_out, 0, w_out)
+        where = f" inside its valid area ({area.shifted(*origin).describe()} of the PAN)"
         geom = None
         fshape = None
+        full_scene = scene
         if "full" in scales:
-            fshape = full_grid(scene)
-            _check_block(*fshape, f"the scene ({scene.pan_path}, whole MS pixels)")
-            if scene.n_bands < 2:
-                raise QualityError(
-                    "D_lambda compares band pairs: the full-resolution protocol needs an MS "
-                    "with at least 2 bands; use --protocol reduced"
-                )
+            if masked:
+                fa = area.snapped(scene.ratio)
+                full_scene = _restrict(scene, fa)
+                fshape = (fa.rows, fa.cols)
+            else:
+                fshape = full_grid(scene)
+            _check_block(
+                *fshape,
+                f"the scene ({scene.pan_path}, whole MS pixels{where if masked else ''})",
+            )
         if "reduced" in scales:
             geom = reduced_geometry(scene)
+            if masked:
+                geom = _restrict_geometry(geom, area.shifted(*origin))
             hint = "; use --protocol full or a larger scene" if "full" in scales else ""
-            _check_reduced_size(geom.rows, geom.cols, f"the MS {scene.ms_paths[0]}", hint)
-            if L is None:
-                raise OptionError(
-                    f"the MS {scene.ms_paths[0]} is {scene.dtype} without an NBITS tag, so the "
-                    "bit depth for PSNR and SSIM (peak 2^L - 1) is unknown; give --bit-depth L"
-                )
-        deep = _deep_weights(names, entries, sens, scene, weights)
-        _invalid_in_scene(scene, geom, fshape)
+            what = f"the MS {scene.ms_paths[0]}" + (where if masked else "")
+            _check_reduced_size(geom.rows, geom.cols, what, hint)
+            _invalid_in_geometry(scene, geom)
         ctx = build_context(scene, sens, FuseOptions(), L)
         report: dict[str, Any] = {
             "scene": {
@@ -625,11 +848,14 @@ def evaluate_methods(
                 "ms_shape": list(scene.ms_shape),
                 "full_grid": list(fshape) if fshape else None,
                 "reduced_grid": list(geom.shape) if geom else None,
+                "valid_area": _area_info(scan, area, origin, str(scene.pan_path)),
+                "nodata": _nodata_info(scan, warnings),
             },
             "protocol": _protocol_info(
-                str(protocol).strip().lower(), scene.ratio, sens, L, ctx.ms_gains, t
+                str(protocol).strip().lower(), scene.ratio, sens_c, bits_c, ctx.ms_gains, t
             ),
             "results": [],
+            "warnings": warnings,
         }
         names_rgb = rgb_bands(scene.n_bands, sens.band_names)
         previews = ReducedPreviews(geom.rows, geom.cols, names_rgb) if quicklook and geom else None
@@ -665,7 +891,7 @@ def evaluate_methods(
                         )
                     )
                 if fshape is not None:
-                    npx = h_out * w_out
+                    npx = full_scene.out_shape[0] * full_scene.out_shape[1]
                     bar = _Bar(
                         progress,
                         f"{n} full",
@@ -679,7 +905,7 @@ def evaluate_methods(
                         _attempt(
                             n,
                             "full",
-                            partial(_full_one, job, n, scene, ctx, fshape, bar, heat),
+                            partial(_full_one, job, n, full_scene, ctx, fshape, bar, heat),
                             heat,
                         )
                     )
@@ -781,24 +1007,46 @@ def evaluate_fused(
     threads: int | None = None,
     progress: Progress | None = None,
     quicklook: str | None = None,
+    bit_depth: int | None = None,
 ) -> dict[str, Any]:
     """Full-resolution indexes (quality.md B) of an existing output of any tool.
 
     ``fused_path`` must be on the PAN grid: the scene's output window (what ``pansharp
     fuse`` writes) or the whole PAN. The method in the result is the file's name.
+
+    Sensor (MTF gains of D_lambda_K) and bit depth: ``sensor`` / ``bit_depth``, else
+    the file's ``PANSHARP_SENSOR`` / ``PANSHARP_BIT_DEPTH`` tags (``pansharp fuse``
+    writes them), else the inputs' metadata; ``protocol.sensor_source`` and
+    ``bit_depth_source`` say which rule decided, and ``warnings`` lists options that
+    contradict the tags. The bit depth is reported only: no full-resolution index uses
+    it. A nodata border (declared nodata, NaN, or all-zero pixels of a file without
+    declared nodata) is left out: the scene is scored on the rectangle of whole MS pixels
+    that holds data in PAN, MS and the fused file (:mod:`quality.valid_area`).
     """
     t = _check_tile(tile)
     nthreads = threads or default_threads()
     ms_list = [ms] if isinstance(ms, str) else list(ms)
     name = Path(fused_path).name
+    warnings: list[str] = []
     with _gdal_env(nthreads):
         scene = open_scene(pan, ms_list, ratio=ratio)
-        sens = resolve_sensor(scene, sensor)
         check_interpolator(scene.ratio, [], ("full",))
         with _open(fused_path, "fused") as ds:
             fb, fh, fw = ds.count, ds.height, ds.width
             ftrans = _georef(ds)
             fnodata = ds.nodata
+            tags = dict(ds.tags())
+        sens_c = choose_sensor(sensor, tags, fused_path, partial(_detected, scene), warnings)
+        sens = sens_c.value
+        bits_c = choose_bit_depth(
+            bit_depth, tags, fused_path, _scene_bit_depth(scene, sens), warnings
+        )
+        tag_ratio = str(tags.get("PANSHARP_RATIO", "")).strip()
+        if tag_ratio.isdigit() and int(tag_ratio) != scene.ratio:
+            warnings.append(
+                f"the PANSHARP_RATIO tag of {fused_path} is {tag_ratio} but the PAN/MS pair "
+                f"has ratio {scene.ratio}: the file was fused from another pair"
+            )
         if fb != scene.n_bands:
             raise QualityError(
                 f"fused file {fused_path} has {fb} bands but the MS has {scene.n_bands}; "
@@ -826,17 +1074,24 @@ def evaluate_fused(
         _check_block(*fshape, f"the scene ({scene.pan_path}, whole MS pixels)")
         if scene.n_bands < 2:
             raise QualityError("D_lambda compares band pairs: the MS needs at least 2 bands")
-        _invalid_in_scene(scene, None, fshape)
-        for i in range(1, fb + 1):
-            bad, total = count_invalid(
-                fused_path, i, fnodata, (origin[0], fshape[0], origin[1], fshape[1])
+        # valid area: pixels with data in PAN, MS (at PAN scale) and the fused file
+        pan_origin = (int(win.row_off), int(win.col_off))
+        layers = _scene_layers(scene, pan_origin, fshape[1])
+        layers.append(file_layer("fused", fused_path, fnodata, origin, fshape[1], zero_rule=True))
+        scan = scan_valid(*fshape, layers)
+        area = scan.check(f"the evaluated grid ({fshape[0]}x{fshape[1]} pixels of {fused_path})")
+        if area != Area(0, fshape[0], 0, fshape[1]):
+            area = area.snapped(scene.ratio)
+            _check_block(
+                area.rows,
+                area.cols,
+                f"the valid area of {fused_path} ({area.shifted(*origin).describe()}, whole "
+                "MS pixels)",
             )
-            if bad:
-                raise QualityError(
-                    f"{bad} of {total} pixels of {fused_path} band {i} are nodata or NaN; the "
-                    "indexes have no mask (quality.md): fill or crop them before evaluating"
-                )
+            scene = _restrict(scene, area)
+            fshape = (area.rows, area.cols)
         ctx = build_context(scene, sens, FuseOptions(), None)
+        nodata = _nodata_info(scan, warnings, "PANSHARP_METHOD" in tags)
         report: dict[str, Any] = {
             "scene": {
                 "pan": str(pan),
@@ -848,14 +1103,19 @@ def evaluate_fused(
                 "ms_shape": list(scene.ms_shape),
                 "full_grid": list(fshape),
                 "reduced_grid": None,
+                "valid_area": _area_info(scan, area, origin, str(fused_path)),
+                "fused_nodata": nodata["fused"],
+                "nodata": nodata,
             },
-            "protocol": _protocol_info("full", scene.ratio, sens, None, ctx.ms_gains, t),
+            "protocol": _protocol_info("full", scene.ratio, sens_c, bits_c, ctx.ms_gains, t),
             "results": [],
+            "warnings": warnings,
         }
         job = _Job(sens, None, t, nthreads, "", progress, {})
         heat: dict[str, np.ndarray] | None = {} if quicklook else None
         bar = _Bar(progress, f"{name} full", {"score": fshape[0] * fshape[1]})
-        with WindowReader(file_sources(fused_path), origin) as fused:
+        f_origin = (origin[0] + area.row0, origin[1] + area.col0)
+        with WindowReader(file_sources(fused_path), f_origin) as fused:
             values = _score_full(job, scene, ctx, fused, fshape, bar, heat, name, fused_path)
         report["results"].append(_result(name, "full", values))
         if quicklook:
@@ -878,23 +1138,26 @@ def _reference_ratio(ratio: int | None, tags: dict[str, str], sensor: Sensor | N
     )
 
 
-def _reference_bit_depth(bit_depth: int | None, ds: Any, sensor: Sensor | None, path: str) -> int:
+def _reference_bit_depth(
+    bit_depth: int | None, ds: Any, sensor: Sensor | None, path: str
+) -> _Choice:
+    """``--bit-depth``, else the reference's NBITS, else the sensor's, else its data type."""
     dt = np.dtype(ds.dtypes[0])
     if bit_depth is not None:
         if isinstance(bit_depth, bool) or not 1 <= int(bit_depth) <= 32:
             raise OptionError(f"--bit-depth {bit_depth} must be an integer from 1 to 32")
-        return int(bit_depth)
+        return _Choice(int(bit_depth), "option")
     nbits = ds.tags(ns="IMAGE_STRUCTURE").get("NBITS") or ds.tags(1, ns="IMAGE_STRUCTURE").get(
         "NBITS"
     )
     if nbits:
-        return int(nbits)
+        return _Choice(int(nbits), "reference metadata (NBITS)")
     if dt.kind in "iu":
         if sensor is not None and sensor.bit_depth and sensor.bit_depth <= dt.itemsize * 8:
-            return int(sensor.bit_depth)
-        return dt.itemsize * 8
+            return _Choice(int(sensor.bit_depth), f"sensor {sensor.name}")
+        return _Choice(dt.itemsize * 8, "reference data type")
     if sensor is not None and sensor.bit_depth:
-        return int(sensor.bit_depth)
+        return _Choice(int(sensor.bit_depth), f"sensor {sensor.name}")
     raise OptionError(
         f"the reference {path} is {dt.name} without an NBITS tag, so the bit depth for PSNR "
         "and SSIM (peak 2^L - 1) is unknown; give --bit-depth L or --sensor"
@@ -916,11 +1179,18 @@ def evaluate_reference(
 
     ``gt_path`` is the reference (the original MS), ``fused_path`` the fused degraded
     pair on the same grid; the same border cut is applied. ``ratio`` is ERGAS's (default:
-    the fused file's PANSHARP_RATIO tag, else the sensor's); ``bit_depth`` PSNR/SSIM's.
+    the fused file's PANSHARP_RATIO tag, else the sensor's); ``bit_depth`` PSNR/SSIM's
+    (default: the fused file's PANSHARP_BIT_DEPTH tag, else the reference's metadata, the
+    sensor's or its data type's); ``sensor``: default the PANSHARP_SENSOR tag, else
+    detected from the reference. A nodata border of either file (declared nodata, NaN,
+    all-zero pixels of a fused file without declared nodata) is left out: both are
+    scored on the rectangle that holds data in both (:mod:`quality.valid_area`), then
+    cut as quality.md A.5 says.
     """
     t = _check_tile(tile)
     nthreads = threads or default_threads()
     name = Path(fused_path).name
+    warnings: list[str] = []
     with _gdal_env(nthreads):
         with _open(gt_path, "reference") as g, _open(fused_path, "fused") as f:
             if f.count != g.count:
@@ -940,33 +1210,58 @@ def evaluate_reference(
                     f"fused file {fused_path} and reference {gt_path} have the same size but "
                     "different geotransforms; put them on the same grid first"
                 )
-            sens = get_sensor(sensor) if sensor else detect_sensor([Path(gt_path)], g.tags())
-            r = _reference_ratio(ratio, f.tags(), sens)
-            L = _reference_bit_depth(bit_depth, g, sens, gt_path)
+            tags = dict(f.tags())
+            gtags = dict(g.tags())
+            sens_c = choose_sensor(
+                sensor,
+                tags,
+                fused_path,
+                lambda: detect_sensor([Path(gt_path)], gtags),
+                warnings,
+            )
+            sens_out = sens_c.value
+            r = _reference_ratio(ratio, tags, sens_out)
+            bits_c = choose_bit_depth(
+                bit_depth,
+                tags,
+                fused_path,
+                partial(_reference_bit_depth, ds=g, sensor=sens_out, path=gt_path),
+                warnings,
+            )
+            L = bits_c.value
             bands, rows, cols = g.count, g.height, g.width
-            nodata = {gt_path: g.nodata, fused_path: f.nodata}
+            g_nodata, f_nodata = g.nodata, f.nodata
         _check_reduced_size(rows, cols, f"the reference {gt_path}", "")
-        for path, nd in nodata.items():
-            for i in range(1, bands + 1):
-                bad, total = count_invalid(path, i, nd)
-                if bad:
-                    what = "every pixel" if bad == total else f"{bad} of {total} pixels"
-                    raise QualityError(
-                        f"{what} of {path} band {i} are nodata or NaN; the indexes have no "
-                        "mask (quality.md): fill or crop them before evaluating"
-                    )
-        sens_out = sens or get_sensor("generic")
+        layers = [
+            file_layer("reference", gt_path, g_nodata, (0, 0), cols),
+            file_layer("fused", fused_path, f_nodata, (0, 0), cols, zero_rule=True),
+        ]
+        scan = scan_valid(rows, cols, layers)
+        area = scan.check(f"the reference grid ({rows}x{cols} pixels of {gt_path})")
+        if area != Area(0, rows, 0, cols):
+            _check_reduced_size(
+                area.rows,
+                area.cols,
+                f"the valid area of {fused_path} and {gt_path} ({area.describe()})",
+                "",
+            )
+        nodata = _nodata_info(scan, warnings, "PANSHARP_METHOD" in tags)
         report: dict[str, Any] = {
             "scene": {
                 "reference": str(gt_path),
                 "fused": str(fused_path),
                 "bands": bands,
-                "reduced_grid": [rows, cols],
+                "reduced_grid": [area.rows, area.cols],
                 "full_grid": None,
+                "valid_area": _area_info(scan, area, (0, 0), str(gt_path)),
+                "fused_nodata": nodata["fused"],
+                "nodata": nodata,
             },
-            "protocol": _protocol_info("reduced", r, sens_out, L, sens_out.gains(bands), t),
+            "protocol": _protocol_info("reduced", r, sens_c, bits_c, sens_out.gains(bands), t),
             "results": [],
+            "warnings": warnings,
         }
+        rows, cols = area.rows, area.cols
         job = _Job(sens_out, L, t, nthreads, "", progress, {})
         previews = (
             ReducedPreviews(rows, cols, rgb_bands(bands, sens_out.band_names))
@@ -974,9 +1269,10 @@ def evaluate_reference(
             else None
         )
         bar = _Bar(progress, f"{name} reduced", {"score": rows * cols})
+        corner = (area.row0, area.col0)
         with (
-            WindowReader(file_sources(fused_path)) as fr,
-            WindowReader(file_sources(gt_path)) as gr,
+            WindowReader(file_sources(fused_path), corner) as fr,
+            WindowReader(file_sources(gt_path), corner) as gr,
         ):
             values = _score_reduced(job, (bands, rows, cols), r, fr, gr, bar, previews, name)
         report["results"].append(_result(name, "reduced", values))

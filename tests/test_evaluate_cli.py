@@ -20,6 +20,7 @@ import rasterio
 
 from physics.sensors import get_sensor
 from quality import FULL_KEYS, REDUCED_KEYS, full_resolution_indexes, reduced_resolution_indexes
+from raster.radiometry import decide_bit_depth
 from raster.scene import open_scene
 from tests.cli import one_line_error, run_cli
 from tests.test_evaluate_streaming import read_cube
@@ -55,9 +56,15 @@ def test_json_csv_table_and_quicklook(scene, tmp_path, capsys):
     assert code == 0, err
     assert err == ""
     report = json.loads(js.read_text())
-    assert list(report) == ["scene", "protocol", "results"]
+    assert list(report) == ["scene", "protocol", "results", "warnings"]
+    assert report["warnings"] == []
     proto = report["protocol"]
-    assert proto["ratio"] == 2 and proto["sensor"] == "generic" and proto["bit_depth"] == 16
+    # the bit depth follows fuse's rules (raster.radiometry), and says which one decided
+    depth = decide_bit_depth(open_scene(scene.pan, scene.ms), get_sensor("generic"), None)
+    assert proto["ratio"] == 2 and proto["sensor"] == "generic"
+    assert proto["bit_depth"] == depth.bits and proto["bit_depth_source"] == depth.source
+    assert proto["sensor_source"] == "generic"
+    assert report["scene"]["valid_area"]["left_out_px"] == 0
     assert proto["border_cut"] == [20, 21] and proto["block"] == 32
     assert report["scene"]["reduced_grid"] == [80, 80]
     assert report["scene"]["full_grid"] == [160, 160]

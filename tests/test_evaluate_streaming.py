@@ -26,6 +26,7 @@ from physics.sensors import get_sensor
 from quality import full_resolution_indexes, reduced_resolution_indexes
 from quality.eval_degrade import degrade_scene, reduced_geometry
 from quality.evaluate import evaluate_methods
+from raster.radiometry import decide_bit_depth
 from raster.scene import open_scene
 from tiling.fuse import FuseOptions, build_context, run_method
 from tiling.reader import TileReader
@@ -90,7 +91,8 @@ def test_reduced_streamed_equals_whole(scene_paths, tmp_path):
     scene = open_scene(scene_paths.pan, scene_paths.ms)
     sensor = get_sensor(streamed["protocol"]["sensor"])
     L = streamed["protocol"]["bit_depth"]
-    assert L == 16  # uint16, no NBITS, generic sensor
+    # uint16, no NBITS, generic sensor: fuse's rule (raster.radiometry) decides
+    assert L == decide_bit_depth(scene, sensor, None).bits
     folder = tmp_path / "lr"
     folder.mkdir()
     pair = degrade_scene(scene, reduced_geometry(scene), sensor.gains(4), str(folder))
