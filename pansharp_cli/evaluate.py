@@ -218,72 +218,81 @@ def evaluate(
         _check_out(path, flag)
     if reference is not None and fused is not None:
         raise OptionError("--reference and --fused are two different modes; give one of them")
-    with progress_bar(quiet) as progress:
-        if reference is not None:
-            if len(args) != 1:
-                raise OptionError(
-                    "--reference takes the fused file as the only input: "
-                    "pansharp evaluate --reference GT.tif FUSED.tif"
+    try:
+        with progress_bar(quiet) as progress:
+            if reference is not None:
+                if len(args) != 1:
+                    raise OptionError(
+                        "--reference takes the fused file as the only input: "
+                        "pansharp evaluate --reference GT.tif FUSED.tif"
+                    )
+                if methods:
+                    raise OptionError("-m runs methods; --reference scores an existing result")
+                if "full" in scales and protocol.strip().lower() != "both":
+                    raise OptionError(
+                        "--reference is the reduced-resolution protocol; drop --protocol"
+                    )
+                report = evaluate_reference(
+                    reference,
+                    args[0],
+                    ratio=ratio,
+                    sensor=sensor,
+                    bit_depth=bit_depth,
+                    tile=tile,
+                    threads=threads,
+                    progress=progress,
+                    quicklook=quicklook,
                 )
-            if methods:
-                raise OptionError("-m runs methods; --reference scores an existing result")
-            if "full" in scales and protocol.strip().lower() != "both":
-                raise OptionError("--reference is the reduced-resolution protocol; drop --protocol")
-            report = evaluate_reference(
-                reference,
-                args[0],
-                ratio=ratio,
-                sensor=sensor,
-                bit_depth=bit_depth,
-                tile=tile,
-                threads=threads,
-                progress=progress,
-                quicklook=quicklook,
-            )
-        elif fused is not None:
-            if len(args) < 2:
-                raise OptionError(
-                    "--fused needs the PAN and the MS: pansharp evaluate --fused OUT.tif PAN MS..."
+            elif fused is not None:
+                if len(args) < 2:
+                    raise OptionError(
+                        "--fused needs the PAN and the MS: "
+                        "pansharp evaluate --fused OUT.tif PAN MS..."
+                    )
+                if methods:
+                    raise OptionError("-m runs methods; --fused scores an existing output")
+                if "reduced" in scales and protocol.strip().lower() != "both":
+                    raise OptionError(
+                        "--fused is scored at full resolution (no reference); for reduced "
+                        "resolution use --reference GT.tif FUSED.tif"
+                    )
+                report = evaluate_fused(
+                    fused,
+                    args[0],
+                    args[1:],
+                    sensor=sensor,
+                    ratio=ratio,
+                    bit_depth=bit_depth,
+                    tile=tile,
+                    threads=threads,
+                    progress=progress,
+                    quicklook=quicklook,
                 )
-            if methods:
-                raise OptionError("-m runs methods; --fused scores an existing output")
-            if "reduced" in scales and protocol.strip().lower() != "both":
-                raise OptionError(
-                    "--fused is scored at full resolution (no reference); for reduced "
-                    "resolution use --reference GT.tif FUSED.tif"
+            else:
+                if len(args) < 2:
+                    raise OptionError(
+                        "give the PAN file and at least one MS file: "
+                        "pansharp evaluate PAN MS... -m METHOD"
+                    )
+                report = evaluate_methods(
+                    args[0],
+                    args[1:],
+                    methods,
+                    protocol=protocol,
+                    sensor=sensor,
+                    ratio=ratio,
+                    bit_depth=bit_depth,
+                    tile=tile,
+                    threads=threads,
+                    progress=progress,
+                    quicklook=quicklook,
+                    weights=parse_weights(weights),
                 )
-            report = evaluate_fused(
-                fused,
-                args[0],
-                args[1:],
-                sensor=sensor,
-                ratio=ratio,
-                bit_depth=bit_depth,
-                tile=tile,
-                threads=threads,
-                progress=progress,
-                quicklook=quicklook,
-            )
-        else:
-            if len(args) < 2:
-                raise OptionError(
-                    "give the PAN file and at least one MS file: "
-                    "pansharp evaluate PAN MS... -m METHOD"
-                )
-            report = evaluate_methods(
-                args[0],
-                args[1:],
-                methods,
-                protocol=protocol,
-                sensor=sensor,
-                ratio=ratio,
-                bit_depth=bit_depth,
-                tile=tile,
-                threads=threads,
-                progress=progress,
-                quicklook=quicklook,
-                weights=parse_weights(weights),
-            )
+            if failures(report):  # leave the bar with an exception: it is erased, so
+                raise _Failed(report)  # stderr holds the one error line only
+    except _Failed as failed:
+        report = failed.report
+
     text = to_json(report)
     if json_out == "-":
         typer.echo(text, nl=False)
@@ -305,6 +314,14 @@ def evaluate(
     if bad:
         detail = "; ".join(f"{r['method']} ({r['scale']}): {r['error']}" for r in bad)
         raise QualityError(f"{len(bad)} of {len(report['results'])} evaluations failed: {detail}")
+
+
+class _Failed(Exception):
+    """Some evaluations failed: carries the report out of the progress bar's block."""
+
+    def __init__(self, report: dict) -> None:
+        super().__init__("evaluations failed")
+        self.report = report
 
 
 def register(app: typer.Typer) -> None:

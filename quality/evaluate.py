@@ -97,7 +97,7 @@ from raster.radiometry import decide_bit_depth
 from raster.scene import Scene, open_scene
 from tiling.engine import default_threads, parallel_map
 from tiling.fuse import (
-    GDAL_CACHE_MB,
+    GDAL_CACHE_BYTES,
     FuseOptions,
     build_context,
     check_method,
@@ -183,7 +183,7 @@ def _score_tile(tile: int) -> int:
 
 @contextmanager
 def _gdal_env(threads: int) -> Iterator[None]:
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS=str(threads)):
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS=str(threads)):
         yield
 
 

@@ -1,19 +1,25 @@
 """Writing the result as a Cloud-Optimized GeoTIFF without ever leaving a half-written file.
 
 Tiles arrive in any order, but a COG must be written in one sequential copy (overviews
-and IFDs first). So tiles go to an intermediate tiled GeoTIFF in a hidden temporary
-folder *beside* the destination (same file system, so the final step is an atomic
-``os.replace``), GDAL's COG driver copies it with the user's creation options and
-builds the overviews, and only then is the result renamed to the destination. Any
-error or interruption removes the temporary folder, so the destination is either the
-complete new file or whatever was there before.
+and IFDs first). So tiles go to an intermediate raw image (:mod:`raster.stage`, written
+without GDAL) in a hidden temporary folder *beside* the destination (same file system,
+so the final step is an atomic rename), GDAL's COG driver copies it with the user's
+creation options and builds the overviews, and only then is the result renamed to the destination
+(:func:`raster.destination.publish`: a file there is replaced only with ``--overwrite``,
+even one that appeared during the run). Any error or interruption removes the temporary
+folder, so the destination is either the complete new file or whatever was there
+before; a run killed outright leaves its folder to the next run into the same folder
+(:class:`raster.destination.TempFolder`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
-import shutil
-import tempfile
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,30 +27,16 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.windows import Window
 
-from errors import OutputError
+from raster.destination import (
+    COG_SUFFIXES,
+    TempFolder,
+    check_destination,
+    publish,
+)
+from raster.stage import RawStage, plan_overviews
 
-
-def check_destination(dest: str | os.PathLike, overwrite: bool) -> Path:
-    """Fail early (before any work) if ``dest`` cannot be written."""
-    path = Path(dest)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputError(f"output {path} is a folder; give a file name with -o/--output")
-    if path.exists() and not overwrite:
-        raise OutputError(f"output {path} exists; pass --overwrite to replace it")
-    if not folder.is_dir():
-        raise OutputError(f"output folder {folder} does not exist; create it or change -o/--output")
-    try:  # a real probe: os.access says yes to root even on read-only file systems
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise OutputError(
-            f"output folder {folder} is not writable ({exc.strerror}); change -o/--output"
-        ) from None
-    return path
+__all__ = ["CogWriter", "RasterSpec", "check_destination", "open_writer"]
 
 
 @dataclass(frozen=True)
@@ -71,9 +63,16 @@ def open_writer(
     creation_options: dict[str, str],
     tile: int,
 ) -> CogWriter | Any:
-    """The streaming writer when it implements every option, else GDAL's COG driver."""
+    """The streaming writer when it implements every option, else GDAL's COG driver.
+
+    Checked here too, for library callers (the CLI refuses both earlier): the name is a
+    COG's, and every creation option is one GDAL's COG driver knows, with a valid value.
+    """
+    from raster.creation_options import check_creation_options
     from raster.fastcog import StreamingCogWriter, supports
 
+    check_destination(dest, overwrite, suffixes=COG_SUFFIXES)
+    check_creation_options(creation_options)
     cls = StreamingCogWriter if supports(creation_options, tile) else CogWriter
     return cls(dest, spec, overwrite=overwrite, creation_options=creation_options)
 
@@ -90,49 +89,49 @@ class CogWriter:
         creation_options: dict[str, str],
     ) -> None:
         self.dest = check_destination(dest, overwrite)
+        self.overwrite = overwrite
         self.spec = spec
         self.creation_options = creation_options
+        self._staging = TempFolder(self.dest)
         self._tmpdir: Path | None = None
         self._ds: Any = None
+        self._stage: RawStage | None = None
+        self._quiet = False  # libtiff's stderr handler off (see _quiet_libtiff)
 
     def __enter__(self) -> CogWriter:
-        folder = self.dest.parent if str(self.dest.parent) else Path(".")
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.dest.name}.", dir=folder))
-        block = int(self.creation_options.get("BLOCKSIZE", 512))
-        self._ds = rasterio.open(
-            self._tmpdir / "stage.tif",
-            "w",
-            driver="GTiff",
-            count=self.spec.count,
-            height=self.spec.height,
-            width=self.spec.width,
-            dtype=self.spec.dtype,
-            crs=self.spec.crs,
-            transform=self.spec.transform,
-            nodata=self.spec.nodata,
-            tiled=True,
-            blockxsize=block,
-            blockysize=block,
-            interleave="band",
-            compress="none",
-            BIGTIFF="IF_SAFER",
-            SPARSE_OK="TRUE",
-        )
+        self._tmpdir = self._staging.__enter__()
+        try:
+            _quiet_libtiff(True)
+            self._quiet = True
+            self._open_stage()
+        except BaseException:
+            self.__exit__(*sys.exc_info())  # removes the folder; a full disk: OutputError
+            raise
         return self
+
+    def _open_stage(self) -> None:
+        assert self._tmpdir is not None
+        # raw pixels, written by the workers; no GDAL dataset is open for writing while
+        # they read with GDAL (it lost tiles: raster.stage explains why)
+        self._stage = RawStage(self._tmpdir, self.spec)
 
     def write(self, block: np.ndarray, row: int, col: int) -> None:
         """Write a (B, h, w) block whose top-left pixel is (row, col)."""
-        self._ds.write(block, window=Window(col, row, block.shape[2], block.shape[1]))
+        self._stage.write(block, row, col)  # type: ignore[union-attr]
 
-    # Same two-step interface as the streaming writer: nothing to do in the workers.
-    def encode(self, block: np.ndarray, row: int, col: int) -> tuple[np.ndarray, int, int]:
-        return block, row, col
+    # Same two-step interface as the streaming writer: the worker stores its own tile.
+    def encode(self, block: np.ndarray, row: int, col: int) -> None:
+        self.write(block, row, col)
 
-    def put(self, encoded: tuple[np.ndarray, int, int]) -> None:
-        self.write(*encoded)
+    def put(self, encoded: None) -> None:
+        pass
 
     def commit(self) -> Path:
         """Finish the stage file, copy it to COG beside the destination, rename."""
+        assert self._stage is not None
+        # the overviews of raster.overviews, as the streaming writer's (not GDAL's)
+        levels, resampling, opts = plan_overviews(self.spec, self.creation_options)
+        self._ds = self._stage.finish(levels, resampling)  # the VRT, for band metadata
         ds, spec = self._ds, self.spec
         if spec.descriptions:
             for i, d in enumerate(spec.descriptions, start=1):
@@ -149,20 +148,69 @@ class CogWriter:
         self._ds = None
         assert self._tmpdir is not None
         cog = self._tmpdir / "final.tif"
-        opts = {k.upper(): v for k, v in self.creation_options.items()}
         opts.setdefault("OVERVIEWS", "AUTO")
         opts.setdefault("BIGTIFF", "IF_SAFER")
-        rasterio.shutil.copy(self._tmpdir / "stage.tif", cog, driver="COG", **opts)
-        os.replace(cog, self.dest)
-        return self.dest
+        rasterio.shutil.copy(self._stage.vrt_path, cog, driver="COG", **opts)
+        return publish(cog, self.dest, self.overwrite)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self._ds is not None:
             try:
                 self._ds.close()
             except Exception:
                 pass
             self._ds = None
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+        self._tmpdir = None
+        if self._quiet:
+            _quiet_libtiff(False)
+            self._quiet = False
+        self._staging.__exit__(*exc)  # removes the folder; a full disk: OutputError
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: int | None = None
+
+
+def _quiet_libtiff(on: bool) -> None:
+    """While a GDAL writer is open, libtiff's process-wide error handler prints nothing.
+
+    Why: a failed write (a full disk) makes libtiff print ``_tiffWriteProc: No space left
+    on device.`` straight to stderr through that default handler, beside the one line the
+    CLI prints; GDAL's own handler, which turns libtiff's errors into the exceptions the
+    writer sees, is unaffected. Counted, so that writers open at once restore the handler
+    once, at the last exit. Nothing happens where libtiff is not reachable (a GDAL built
+    with its internal, renamed copy).
+    """
+    global _quiet_depth, _quiet_saved
+    setter = _tiff_set_error_handler()
+    if setter is None:
+        return
+    with _quiet_lock:
+        if on:
+            if _quiet_depth == 0:
+                _quiet_saved = setter(None)
+            _quiet_depth += 1
+        elif _quiet_depth > 0:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                setter(_quiet_saved)
+                _quiet_saved = None
+
+
+@functools.cache
+def _tiff_set_error_handler() -> Callable[[int | None], int | None] | None:
+    """libtiff's ``TIFFSetErrorHandler`` (returns the previous handler), looked up from
+    rasterio's extension module, whose dependencies include GDAL's libtiff; or None."""
+    try:
+        import rasterio._base
+
+        fn = ctypes.CDLL(rasterio._base.__file__).TIFFSetErrorHandler
+    except (OSError, AttributeError, ImportError):
+        return None
+    fn.argtypes = [ctypes.c_void_p]
+    fn.restype = ctypes.c_void_p
+    return fn

@@ -1,17 +1,19 @@
 """The last step of the streaming COG writer: lay the scratch files out as a COG.
 
-A COG puts the header, GDAL's "ghost" area and every IFD first, then the tile data of
-the smallest overview ... the full resolution last, each level's tiles in row-major
-order (the layout the ghost header announces; GDAL's COG driver writes the same five
-keys). The writer has each level's framed tiles in a scratch file. The full-resolution
-level is ~3/4 of the bytes; when its scratch file already holds its tiles in row-major
-order and the file system can insert a range at the front of a file (Linux
-``fallocate(FALLOC_FL_INSERT_RANGE)``: ext4, XFS), the header and the overviews go into
-that range and the file becomes the output without its bulk being copied (the copy took
-0.2-0.7 s of a single thread at 8000^2 x 4 uint16, 1.6 s at 16000^2; ext4 first writes
-the file's dirty pages back: the writer has that done while it builds the overviews, see
-:func:`write_back`; the disk gets the image once, not twice). Otherwise every level is
-copied into a new file (kernel-side copies).
+A COG puts the header, GDAL's "ghost" area and every IFD first (with its small values;
+then every level's TileOffsets and TileByteCounts arrays, full resolution first, so that
+one small read gets the IFDs of every level, as ``gdal_translate -of COG`` lays them
+out), then the tile data of the smallest overview ... the full resolution last, each
+level's tiles in row-major order (the layout the ghost header announces; GDAL's COG
+driver writes the same five keys). The writer has each level's framed tiles in a scratch
+file. The full-resolution level is ~3/4 of the bytes; when its scratch file already
+holds its tiles in row-major order and the file system can insert a range at the front
+of a file (Linux ``fallocate(FALLOC_FL_INSERT_RANGE)``: ext4, XFS), the header and the
+overviews go into that range and the file becomes the output without its bulk being
+copied (the copy took 0.2-0.7 s of a single thread at 8000^2 x 4 uint16, 1.6 s at
+16000^2; ext4 first writes the file's dirty pages back: the writer has that done while
+it builds the overviews, see :func:`write_back`; the disk gets the image once, not
+twice). Otherwise every level is copied into a new file (kernel-side copies).
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from pathlib import Path
 from typing import Protocol
 
 from errors import OutputError
-from raster.tiff import Tag, encode_ifd, ifd_size
+from raster.tiff import Tag, encode_ifd, ifd_size, value_size
 
 FRAME = 8  # bytes around each tile: 4-byte size before it, its last 4 bytes after it
+TILE_ARRAYS = (324, 325)  # TileOffsets, TileByteCounts: stored after every IFD
 
 _GHOST_BODY = (
     "LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
@@ -83,6 +86,7 @@ class _Layout:
     data_start: int
     bases: dict[int, int]  # level -> file position of its first framed tile
     placed: dict[int, tuple[list[int], list[int]]]  # level -> (tile offsets, byte counts)
+    arrays: dict[int, dict[int, int]]  # level -> {tag code: position} of its tile arrays
 
 
 def _layout(levels: list[LevelFile], tags_for: LevelTags, bigtiff: str, align: int) -> _Layout:
@@ -94,10 +98,21 @@ def _layout(levels: list[LevelFile], tags_for: LevelTags, bigtiff: str, align: i
     for _ in range(2):  # classic first; BigTIFF if offsets would not fit in 32 bits
         header = 16 if big else 8
         zeros = [[0] * len(o) for o in order]
-        sizes = [ifd_size(tags_for(k, zeros[k], zeros[k], big), big) for k in range(len(levels))]
+        tags = [tags_for(k, zeros[k], zeros[k], big) for k in range(len(levels))]
+        sizes = [ifd_size(t, big, TILE_ARRAYS) for t in tags]
         ifd_start = header + len(GHOST)
         ifd_start += ifd_start & 1
-        data_start = ifd_start + sum(sizes)
+        # every IFD first, then every level's tile offsets and byte counts (largest level
+        # first), as GDAL's COG driver lays them out: one read of the head has all IFDs
+        pos = ifd_start + sum(sizes)
+        arrays: dict[int, dict[int, int]] = {}
+        for k, level_tags in enumerate(tags):
+            arrays[k] = {}
+            for t in sorted(level_tags, key=lambda t: t.code):
+                if t.code in TILE_ARRAYS and value_size(t, big):
+                    arrays[k][t.code] = pos
+                    pos += value_size(t, big)
+        data_start = pos
         if big or data_start + data_size + align < 2**32 - 1:
             break
         if bigtiff == "NO":
@@ -119,11 +134,12 @@ def _layout(levels: list[LevelFile], tags_for: LevelTags, bigtiff: str, align: i
             counts.append(n)
             pos += n + FRAME
         placed[k] = (offsets, counts)
-    return _Layout(big, ifd_start, sizes, data_start, bases, placed)
+    return _Layout(big, ifd_start, sizes, data_start, bases, placed, arrays)
 
 
 def _head(lay: _Layout, tags_for: LevelTags, n_levels: int) -> bytes:
-    """TIFF header, ghost area and every IFD: the bytes before ``lay.data_start``."""
+    """TIFF header, ghost area, every IFD, then every level's tile offsets and byte
+    counts: the bytes before ``lay.data_start``."""
     if lay.big:
         out = [b"II" + struct.pack("<HHHQ", 43, 8, 0, lay.ifd_start)]
     else:
@@ -131,15 +147,27 @@ def _head(lay: _Layout, tags_for: LevelTags, n_levels: int) -> bytes:
     out.append(GHOST.encode("ascii"))
     out.append(b"\x00" * (lay.ifd_start - sum(map(len, out))))
     at = lay.ifd_start
+    arrays_at = lay.ifd_start + sum(lay.ifd_sizes)  # where the tile arrays begin
+    apart: list[bytes] = []
     for k in range(n_levels):
         tags = tags_for(k, *lay.placed[k], lay.big)
         nxt = at + lay.ifd_sizes[k] if k + 1 < n_levels else 0
-        blob = encode_ifd(tags, at, nxt, lay.big)
+        blob = encode_ifd(tags, at, nxt, lay.big, lay.arrays[k])
         if len(blob) != lay.ifd_sizes[k]:
             raise OutputError(f"internal error: IFD {k} size {len(blob)} != {lay.ifd_sizes[k]}")
         out.append(blob)
         at += lay.ifd_sizes[k]
-    return b"".join(out)
+        by_code = {t.code: t.data for t in tags}
+        for code in sorted(lay.arrays[k]):
+            if lay.arrays[k][code] != arrays_at + sum(map(len, apart)):
+                raise OutputError(f"internal error: IFD {k} tag {code} is misplaced")
+            data = by_code[code]
+            apart.append(data + b"\x00" * (len(data) & 1))
+    out += apart
+    head = b"".join(out)
+    if len(head) != lay.data_start:
+        raise OutputError(f"internal error: head of {len(head)} bytes, not {lay.data_start}")
+    return head
 
 
 def assemble(

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from errors import OptionError, unknown_name
 
+# Every profile's overviews are 2x2 means (raster.overviews), whichever writer makes the
+# file; GDAL's COG driver would default to CUBIC (370 DN off the means on GSA's output of
+# the WorldView-2 tile in ../shared/data, 743 DN in the issue).
+_OVERVIEWS = {"OVERVIEW_RESAMPLING": "AVERAGE"}
 PROFILES: dict[str, dict[str, str]] = {
-    "deflate": {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BLOCKSIZE": "512"},
-    "zstd": {"COMPRESS": "ZSTD", "PREDICTOR": "YES", "BLOCKSIZE": "512"},
-    "lzw": {"COMPRESS": "LZW", "PREDICTOR": "YES", "BLOCKSIZE": "512"},
-    "raw": {"COMPRESS": "NONE", "BLOCKSIZE": "512"},
+    "deflate": {"COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BLOCKSIZE": "512", **_OVERVIEWS},
+    "zstd": {"COMPRESS": "ZSTD", "PREDICTOR": "YES", "BLOCKSIZE": "512", **_OVERVIEWS},
+    "lzw": {"COMPRESS": "LZW", "PREDICTOR": "YES", "BLOCKSIZE": "512", **_OVERVIEWS},
+    "raw": {"COMPRESS": "NONE", "BLOCKSIZE": "512", **_OVERVIEWS},
 }
 DEFAULT_PROFILE = "deflate"
 
@@ -25,11 +29,18 @@ def get_profile(name: str) -> dict[str, str]:
 
 
 def parse_creation_options(items: list[str]) -> dict[str, str]:
-    """``["KEY=VALUE", ...]`` -> dict with upper-case keys (GDAL's convention)."""
+    """``["KEY=VALUE", ...]`` -> dict with upper-case keys (GDAL's convention).
+
+    Keys and values are checked against GDAL's COG driver (an unknown one used to be
+    ignored with a warning): :func:`raster.creation_options.check_creation_options`.
+    """
+    from raster.creation_options import check_creation_options
+
     out: dict[str, str] = {}
     for item in items:
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise OptionError(f"--co {item!r} is not KEY=VALUE (e.g. --co COMPRESS=ZSTD)")
         k, v = item.split("=", 1)
         out[k.strip().upper()] = v.strip()
+    check_creation_options(out)
     return out

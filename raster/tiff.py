@@ -9,6 +9,7 @@ georeferencing and band metadata are exactly what GDAL would write.
 from __future__ import annotations
 
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,20 +74,83 @@ def read_ifd0_tags(data: bytes, wanted: tuple[int, ...]) -> dict[int, Tag]:
     return out
 
 
-def ifd_size(tags: list[Tag], big: bool) -> int:
-    """Bytes of an IFD plus its out-of-line values (each value block padded to even size)."""
+@dataclass
+class IfdEntry:
+    """One IFD of a file as :func:`read_ifd_chain` finds it: where it is, its byte size
+    (count, entries, next-IFD pointer), and each tag's type, count and where its value
+    lies (out of line, or in the entry itself)."""
+
+    position: int
+    size: int
+    tags: dict[int, tuple[int, int, int, bool]]  # code -> (type, count, position, inline)
+
+    def out_of_line(self) -> dict[int, tuple[int, int]]:
+        """Tag code -> (file position, bytes) of the values stored outside the IFD."""
+        return {
+            code: (at, count * TYPE_SIZE.get(typ, 1))
+            for code, (typ, count, at, inline) in self.tags.items()
+            if not inline
+        }
+
+    def values(self, data: bytes, code: int) -> tuple:
+        """The numeric values of tag ``code``."""
+        typ, count, at, _ = self.tags[code]
+        return struct.unpack_from("<" + TYPE_CHAR[typ] * count, data, at)
+
+
+def read_ifd_chain(data: bytes) -> list[IfdEntry]:
+    """Every IFD of a little-endian TIFF or BigTIFF, in chain order (the first is the full
+    resolution of a COG). For checking layouts: where IFDs and their values lie."""
+    if data[:2] != b"II":
+        raise ValueError("not a little-endian TIFF")
+    big = struct.unpack_from("<H", data, 2)[0] == 43
+    ptr, esize, head, inline = ("<Q", 20, 8, 8) if big else ("<I", 12, 2, 4)
+    pos = struct.unpack_from(ptr, data, 8 if big else 4)[0]
+    out: list[IfdEntry] = []
+    while pos and len(out) < 10_000:
+        n = struct.unpack_from("<Q" if big else "<H", data, pos)[0]
+        tags: dict[int, tuple[int, int, int, bool]] = {}
+        for i in range(n):
+            e = pos + head + i * esize
+            code, typ = struct.unpack_from("<HH", data, e)
+            count = struct.unpack_from(ptr, data, e + 4)[0]
+            field = e + 4 + inline
+            if count * TYPE_SIZE.get(typ, 1) > inline:
+                tags[code] = (typ, count, struct.unpack_from(ptr, data, field)[0], False)
+            else:
+                tags[code] = (typ, count, field, True)
+        out.append(IfdEntry(pos, head + n * esize + inline, tags))
+        pos = struct.unpack_from(ptr, data, pos + head + n * esize)[0]
+    return out
+
+
+def ifd_size(tags: list[Tag], big: bool, apart: Collection[int] = ()) -> int:
+    """Bytes of an IFD plus its out-of-line values (each value block padded to even size),
+    less those of the tags in ``apart`` (stored elsewhere: :func:`encode_ifd`)."""
     esize, inline, head, tail = (20, 8, 8, 8) if big else (12, 4, 2, 4)
     n = head + esize * len(tags) + tail
     for t in tags:
-        if len(t.data) > inline:
+        if len(t.data) > inline and t.code not in apart:
             n += len(t.data) + (len(t.data) & 1)
     return n
 
 
-def encode_ifd(tags: list[Tag], offset: int, next_ifd: int, big: bool) -> bytes:
-    """Serialise an IFD located at ``offset``; out-of-line values follow it directly."""
+def value_size(t: Tag, big: bool) -> int:
+    """Bytes a tag's value takes outside its IFD (padded to even size); 0 when inline."""
+    inline = 8 if big else 4
+    return 0 if len(t.data) <= inline else len(t.data) + (len(t.data) & 1)
+
+
+def encode_ifd(
+    tags: list[Tag], offset: int, next_ifd: int, big: bool, apart: dict[int, int] | None = None
+) -> bytes:
+    """Serialise an IFD located at ``offset``; out-of-line values follow it directly,
+    except those of the tags in ``apart``, which point at the position given there (the
+    caller writes ``tag.data`` at it; a value that fits in its entry stays there)."""
     tags = sorted(tags, key=lambda t: t.code)
+    apart = apart or {}
     esize, inline = (20, 8) if big else (12, 4)
+    pointer = "<Q" if big else "<I"
     head = struct.pack("<Q", len(tags)) if big else struct.pack("<H", len(tags))
     entries_end = offset + len(head) + esize * len(tags) + (8 if big else 4)
     entries, extra = [], []
@@ -94,14 +158,16 @@ def encode_ifd(tags: list[Tag], offset: int, next_ifd: int, big: bool) -> bytes:
     for t in tags:
         if len(t.data) <= inline:
             value = t.data.ljust(inline, b"\x00")
+        elif t.code in apart:
+            value = struct.pack(pointer, apart[t.code])
         else:
-            value = struct.pack("<Q" if big else "<I", value_pos)
+            value = struct.pack(pointer, value_pos)
             pad = t.data + (b"\x00" if len(t.data) & 1 else b"")
             extra.append(pad)
             value_pos += len(pad)
-        count = struct.pack("<Q" if big else "<I", t.count)
+        count = struct.pack(pointer, t.count)
         entries.append(struct.pack("<HH", t.code, t.type) + count + value)
-    nxt = struct.pack("<Q" if big else "<I", next_ifd)
+    nxt = struct.pack(pointer, next_ifd)
     return head + b"".join(entries) + nxt + b"".join(extra)
 
 
@@ -129,4 +195,19 @@ def float_predictor(block: np.ndarray) -> np.ndarray:
     planes = np.ascontiguousarray(planes.transpose(0, 2, 1)).reshape(h, bps * w * spp)
     out = planes.copy()
     out[:, spp:] -= planes[:, :-spp]
+    return out
+
+
+def interleave(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """(B, h, w) band planes as a contiguous (h, w, B) pixel-interleaved array of ``dtype``
+    (C casting, like ``astype``), the layout of a TIFF tile with PLANARCONFIG=1.
+
+    Band by band: each plane is read contiguously and written with a stride of B samples.
+    numpy's copy of the ``moveaxis`` view walks the planes B elements at a time instead:
+    1.56 ms against 0.34 ms for a 512 x 512 x 4 uint16 tile here (0.3 s of CPU per
+    8000^2 scene).
+    """
+    out = np.empty((*block.shape[1:], block.shape[0]), dtype=dtype)
+    for b, plane in enumerate(block):
+        np.copyto(out[:, :, b], plane, casting="unsafe")
     return out

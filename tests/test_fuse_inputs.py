@@ -53,20 +53,18 @@ def _far_crs(make_scene, tmp):
     return _fuse_argv(s.pan, [far], out), out
 
 
-def _finer_ms(make_scene, tmp):
-    s = _scene(make_scene)
-    ms = np.full((4, 200, 200), 500, dtype="uint16")
-    fine = _write(tmp / "fine.tif", ms, Affine(0.125, 0, 500000.0, 0, -0.125, 5000000.0))
-    out = tmp / "out.tif"
-    return _fuse_argv(s.pan, [fine], out), out
+def _ms_at(pixel: float, name: str):
+    """A uniform MS with ``pixel``-metre pixels over the PAN's 48 m x 48 m."""
 
+    def build(make_scene, tmp):
+        s = _scene(make_scene)
+        n = round(48 / pixel)
+        ms = np.full((4, n, n), 500, dtype="uint16")
+        t = Affine(pixel, 0, 500000.0, 0, -pixel, 5000000.0)
+        out = tmp / "out.tif"
+        return _fuse_argv(s.pan, [_write(tmp / name, ms, t)], out), out
 
-def _same_resolution(make_scene, tmp):
-    s = _scene(make_scene)
-    ms = np.full((4, 96, 96), 500, dtype="uint16")
-    same = _write(tmp / "same.tif", ms, Affine(0.5, 0, 500000.0, 0, -0.5, 5000000.0))
-    out = tmp / "out.tif"
-    return _fuse_argv(s.pan, [same], out), out
+    return build
 
 
 def _all_nodata(make_scene, tmp):
@@ -97,8 +95,8 @@ def _with(*extra: str):
 
 CASES = [
     Case("ms-other-crs-no-overlap", _far_crs, 4, ("do not overlap", "far.tif")),
-    Case("ms-finer-than-pan", _finer_ms, 4, ("smaller than", "PAN first")),
-    Case("ms-same-resolution", _same_resolution, 4, ("same size",)),
+    Case("ms-finer-than-pan", _ms_at(0.125, "fine.tif"), 4, ("smaller than", "PAN first")),
+    Case("ms-same-resolution", _ms_at(0.5, "same.tif"), 4, ("same size",)),
     Case("ms-all-nodata", _all_nodata, 3, ("no valid pixel", "empty_ms.tif", "--nodata")),
     Case("ms-all-nan", _all_nan, 3, ("no valid pixel", "nan_ms.tif")),
     Case("dtype-not-a-type", _with("--dtype", "foo"), 2, ("--dtype foo", "float32")),
