@@ -133,3 +133,16 @@ def test_worldview2_pair_with_fusionnet_is_refused_before_torch(tmp_path):
     _refused_without_torch(
         str(WV2 / "pan1.tif"), str(WV2 / "ms1.tif"), "-m", "fusionnet", "-o", out
     )
+
+
+def test_evaluate_failure_is_one_line_after_the_tables(make_scene) -> None:
+    """Some methods fail mid-run (BDSD-PC: too few estimation pixels at reduced
+    resolution): the tables of the others go to stdout, stderr holds the one error line
+    (the progress bar, left with an exception, is erased, not printed on the pipe)."""
+    s = make_scene(pan_shape=(400, 400), ratio=4, name="small")  # 100^2 MS, 25^2 reduced
+    r = pansharp("evaluate", s.pan, *s.ms, "-m", "gsa", "-m", "bdsd-pc", "--protocol", "reduced")
+    assert r.returncode == 7
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pansharp: error:"), r.stderr
+    assert "bdsd-pc" in lines[0]
+    assert "gsa" in r.stdout

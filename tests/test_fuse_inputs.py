@@ -115,7 +115,7 @@ test_refused = refusal_test(CASES)
 def test_nan_in_float_inputs_is_nodata(make_scene, tmp_path, capsys, method) -> None:
     """NaN pixels are masked in statistics and filters and written as the nodata (NaN);
     no traceback (GSA's SVD met NaN), no exploding values elsewhere."""
-    s = make_scene(pan_shape=(160, 200), ratio=4, bands=4, dtype="float32", seed=2)
+    s = make_scene(pan_shape=(320, 320), ratio=4, bands=4, dtype="float32", seed=2)
     with rasterio.open(s.pan, "r+") as ds:
         pan = ds.read()
         pan[0, 50:58, 70:90] = np.nan

@@ -5,6 +5,14 @@ as GDAL's ``GDALPansharpenOperation::WeightedBrovey`` does (gdal_pansharpen ``-w
 GDAL resamples integer MS bands into the MS data type before fusing, so the resampled
 MS is rounded and clipped to that type's range here too (measured: without it 0.3 %
 of pixels differ from gdal_pansharpen by 2 DN or more; with it, under 0.01 %).
+
+With non-negative bands and weights, I >= w_b MS_b, so F_b stays in [0, P / w_b] and
+nothing needs guarding (unsigned data: always), whatever P / I is. Where a band is
+negative (signed or float data, an undershoot of the resampling kernel) I can be almost
+zero while MS_b is not, and the formula explodes; on those pixels only, P / I follows
+the rule every ratio of images follows (:func:`models.classical.guards.modulation`:
+kept within [0, MAX_MODULATION], floored above, 1 where negative), so |F_b| <= 4 |MS_b|.
+GDAL's pixels, those without a negative band, are untouched.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from models.base import ClassicalMethod, Tile
+from models.classical.guards import modulation
 from models.registry import ModelInfo, register_model
 
 
@@ -45,8 +54,24 @@ class Brovey(ClassicalMethod):
         else:
             ms = tile.ms.copy()
         factor = pseudo_pan(ms, tile.ctx.weights)
+        guarded = None if dt.kind == "u" else _negative_band_pixels(ms, factor, tile)
         nonzero = factor != 0
         np.divide(tile.pan, factor, out=factor, where=nonzero)
         factor[~nonzero] = 0.0
         ms *= factor
+        if guarded is not None:
+            ms[:, guarded[0], guarded[1]] = guarded[2]
         return ms
+
+
+def _negative_band_pixels(
+    ms: np.ndarray, intensity: np.ndarray, tile: Tile
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Rows, columns and guarded (B, n) outputs MS_b modulation(P, I) of the pixels with
+    a negative band; None if there is none."""
+    neg = (ms < 0).any(axis=0)
+    if not neg.any():
+        return None
+    rows, cols = np.nonzero(neg)
+    factor = modulation(np.asarray(tile.pan, dtype=np.float64)[rows, cols], intensity[rows, cols])
+    return rows, cols, ms[:, rows, cols] * factor[None]

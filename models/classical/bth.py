@@ -21,10 +21,10 @@ from models.classical.common import (
     moment_sums,
     out_dtype,
     ratio_or,
-    safe_div,
     zero_invalid,
 )
 from models.classical.cs import ms_pan_sums
+from models.classical.guards import min_side, modulation, require_pixels
 from models.classical.histogram import histogram, minimum, percentile
 from models.registry import ModelInfo, register_model
 from physics.mtf import MTF_HALF
@@ -55,7 +55,10 @@ class BTH(ClassicalMethod):
     PAN (``LPfilterGauss``, GNyq 0.3) on the MS at PAN scale. Then
     I = sum_b alpha_b (MS_b - L_b), P_eq = (P - mean LP(P)) std(I)/std(LP(P)) + mean(I)
     and F_b = max(MS_b - L_b, 0) P_eq / I + L_b (Lolli 2017, haze-corrected
-    Brovey).
+    Brovey). The haze sits at the darkest values, so I is near zero on dark pixels by
+    design: P_eq / I goes through :func:`~models.classical.guards.modulation` (the
+    toolbox's value within [0, MAX_MODULATION], capped above, 1 where negative), which
+    keeps every output in [L_b, MAX_MODULATION max(MS_b - L_b, 0) + L_b].
     """
 
     name = "bt-h"
@@ -72,6 +75,9 @@ class BTH(ClassicalMethod):
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
         nb = ctx.n_bands
+        require_pixels(self.name, totals, "c", 2, min_side(ctx.ratio, 2))
+        # alpha: least squares of B unknowns, without constant
+        require_pixels(self.name, totals, "lp", nb, min_side(ctx.ratio, nb, pan_half=MTF_HALF))
         mom = Moments.from_totals(totals, "c")
         lpm = Moments.from_totals(totals, "lp")
         if nb == 4:
@@ -103,6 +109,6 @@ class BTH(ClassicalMethod):
         hazeless = ms - haze
         intensity = np.tensordot(np.asarray(coeffs["alpha"]), hazeless, axes=1)
         pan_eq = (pan - coeffs["mean_lp"]) * coeffs["gain"] + coeffs["mean_i"]
-        factor = safe_div(pan_eq, intensity, fill=1.0)
+        factor = modulation(pan_eq, intensity)
         fused = np.maximum(hazeless, 0.0) * factor[None] + haze
         return out_dtype(tile, fused)

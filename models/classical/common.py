@@ -63,8 +63,8 @@ class Moments:
     """Means, raw second moments and unbiased covariance of K variables over N pixels.
 
     cov = (sum x x^T - N m m^T) / (N - 1), MATLAB's ``cov``/``std2`` normalisation.
-    With fewer than two pixels the covariance is zero (callers then fall back to
-    neutral coefficients rather than dividing by zero).
+    With fewer than two pixels the covariance is zero; the methods' ``fit_finish``
+    refuses such a set first (``guards.require_pixels``).
     """
 
     n: float
@@ -95,22 +95,6 @@ def ratio_or(num: float, den: float, default: float = 0.0) -> float:
     if den == 0.0 or not np.isfinite(den):
         return default
     return float(num) / den
-
-
-def safe_div(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """Elementwise num / den, ``fill`` wherever the quotient is not finite.
-
-    The toolbox writes ``x ./ (y + eps)``, which turns an exactly-zero denominator into
-    ~1e16 times the numerator (and 0/0 into 0); here a zero (or underflowing)
-    denominator gives ``fill`` instead, so valid pixels always stay finite. The rule is
-    per pixel, without any tile-dependent tolerance, so tiles agree with the whole image.
-    """
-    num = np.asarray(num, dtype=F64)
-    den = np.asarray(den, dtype=F64)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = num / den
-    out[~np.isfinite(out)] = fill
-    return out
 
 
 def regression_slopes(cov: np.ndarray, x_idx: list[int], y_idx: int) -> np.ndarray:

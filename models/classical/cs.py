@@ -35,15 +35,22 @@ from models.classical.common import (
     starck_murtagh_lowpass,
     zero_invalid,
 )
+from models.classical.guards import count_sums, min_side, require_pixels
 from models.registry import ModelInfo, register_model
 
 Coeffs = dict[str, Any]
 
 
 def ms_pan_sums(tile: Tile) -> dict[str, np.ndarray]:
-    """Moments of [MS_1..MS_B, P] over the core valid pixels (prefix ``c``)."""
+    """Moments of [MS_1..MS_B, P] over the core valid pixels (prefix ``c``), and the
+    valid-pixel counts of :func:`~models.classical.guards.count_sums`."""
     pan, ms = zero_invalid(tile)
-    return moment_sums("c", [*ms, pan], tile.core_valid())
+    return {**moment_sums("c", [*ms, pan], tile.core_valid()), **count_sums(tile)}
+
+
+def require_moments(method: str, totals: dict[str, np.ndarray], ctx: FuseContext) -> None:
+    """Refuse a covariance of [MS, P] from fewer than the two pixels it needs."""
+    require_pixels(method, totals, "c", 2, min_side(ctx.ratio, 2), alternative="brovey")
 
 
 def cs_apply(tile: Tile, k: Coeffs) -> np.ndarray:
@@ -91,6 +98,7 @@ class _IntensityEqualised(ClassicalMethod):
         return ms_pan_sums(tile)
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        require_moments(self.name, totals, ctx)
         mom = Moments.from_totals(totals, "c")
         nb = ctx.n_bands
         w = self.weights(ctx)
@@ -170,6 +178,7 @@ class PCA(ClassicalMethod):
         return ms_pan_sums(tile)
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        require_moments(self.name, totals, ctx)
         mom = Moments.from_totals(totals, "c")
         nb = ctx.n_bands
         evals, evecs = np.linalg.eigh(mom.cov[:nb, :nb])
@@ -207,6 +216,7 @@ class GS(ClassicalMethod):
         return ms_pan_sums(tile)
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        require_moments(self.name, totals, ctx)
         mom = Moments.from_totals(totals, "c")
         nb = ctx.n_bands
         w = np.full(nb, 1.0 / nb)
@@ -258,9 +268,14 @@ class GSA(ClassicalMethod):
         return out
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        nb = ctx.n_bands
+        require_moments(self.name, totals, ctx)
+        # OLS of B slopes and an intercept at the MS samples
+        half = starck_murtagh_half(ctx.ratio)
+        side = min_side(ctx.ratio, nb + 1, pan_half=half, lr=True)
+        require_pixels(self.name, totals, "lr", nb + 1, side, alternative="ihs or brovey")
         mom = Moments.from_totals(totals, "c")
         lr = Moments.from_totals(totals, "lr")
-        nb = ctx.n_bands
         w = regression_slopes(lr.cov, list(range(nb)), nb)
         return _cs_coeffs(mom, w, _gs_gains(mom.cov[:nb, :nb], w), 1.0)
 

@@ -22,10 +22,10 @@ from models.classical.common import (
     moment_sums,
     out_dtype,
     ratio_or,
-    safe_div,
     sign_constrained_lstsq,
     zero_invalid,
 )
+from models.classical.guards import count_sums, min_side, modulation, require_pixels
 from models.registry import ModelInfo, register_model
 from physics.mtf import MTF_HALF, mtf_filter, mtf_filter_bands
 
@@ -59,7 +59,9 @@ class BDSDPC(ClassicalMethod):
     The toolbox takes ``imresize(EXP, 1/ratio)`` as the reduced-scale MS; here the
     original MS samples (``tile.samples(tile.ms)``) play that role, on the same grid as
     the decimated PAN. The normal equations are additive sums over the core samples
-    whose MS-scale and PAN-scale MTF footprints are valid.
+    whose MS-scale and PAN-scale MTF footprints are valid: 20 MS pixels from nodata and
+    the edges, so an MS under 43 x 43 (B = 4) has too few of them for the B + 1
+    unknowns, and the fit refuses rather than return gamma = 0 (EXP's output).
     """
 
     name = "bdsd-pc"
@@ -73,10 +75,12 @@ class BDSDPC(ClassicalMethod):
         pan_lr = tile.samples(mtf_filter(pan, ctx.pan_gain, ctx.ratio))
         lr_valid = erode(tile.samples(tile.valid), MTF_HALF)
         mask = lr_valid & tile.samples(eroded_core(tile, MTF_HALF))
-        return moment_sums("h", [pan_lr, *ms_lr_lp, *ms_lr], mask)
+        return {**moment_sums("h", [pan_lr, *ms_lr_lp, *ms_lr], mask), **count_sums(tile)}
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
         nb = ctx.n_bands
+        side = min_side(ctx.ratio, nb + 1, pan_half=MTF_HALF, ms_half=MTF_HALF, lr=True)
+        require_pixels(self.name, totals, "h", nb + 1, side)
         raw = Moments.from_totals(totals, "h").raw
         gram = raw[: nb + 1, : nb + 1]
         signs = np.array([1.0] + [-1.0] * nb)
@@ -139,6 +143,7 @@ class PRACS(ClassicalMethod):
     def fit_tile(self, tile: Tile) -> dict[str, np.ndarray]:
         pan, ms = zero_invalid(tile)
         out = moment_sums("c", [*ms, pan], tile.core_valid())
+        out.update(count_sums(tile))
         lp = bicubic_down_up(tile, np.concatenate([pan[None], ms]))
         mask = eroded_core(tile, bicubic_reach(tile.ctx.ratio))
         out.update(moment_sums("e", [*ms, *lp], mask))
@@ -146,6 +151,10 @@ class PRACS(ClassicalMethod):
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
         nb = ctx.n_bands
+        require_pixels(self.name, totals, "c", 2, min_side(ctx.ratio, 2))
+        # OLS of B slopes and an intercept over the E set
+        side = min_side(ctx.ratio, nb + 1, pan_half=bicubic_reach(ctx.ratio))
+        require_pixels(self.name, totals, "e", nb + 1, side)
         beta = float(self.options.get("beta", PRACS_BETA))
         mom = Moments.from_totals(totals, "c")
         ems = Moments.from_totals(totals, "e")
@@ -198,7 +207,8 @@ class PRACS(ClassicalMethod):
         i_h = cc * pan[None] + (1 - cc) * hm
         i_l = col(coeffs["icpt"]) + np.tensordot(np.asarray(coeffs["slopes"]), ms, axes=1)
         delta = i_h - i_l - (mean_p - col(coeffs["mean_il"]))
-        # where I_L',k = 0 the ratio is undefined: L_I = 0, no detail injected there
-        li = 1.0 - np.abs(1.0 - cc * safe_div(ms, i_l, fill=0.0))
+        # MS_k / I_L',k guarded as every ratio of images (guards.modulation): capped at
+        # MAX_MODULATION; negative or 0/0 gives 0, so L_I = 0, no detail injected there
+        li = 1.0 - np.abs(1.0 - cc * modulation(ms, i_l, fill=0.0))
         fused = ms + col(coeffs["w"]) * li * delta
         return out_dtype(tile, fused)

@@ -32,11 +32,11 @@ from models.classical.common import (
     moment_sums,
     out_dtype,
     ratio_or,
-    safe_div,
     starck_murtagh_half,
     starck_murtagh_lowpass,
     zero_invalid,
 )
+from models.classical.guards import count_sums, min_side, modulation, require_pixels
 from models.registry import ModelInfo, register_model
 from physics.mtf import MTF_HALF
 
@@ -80,7 +80,18 @@ def _equalised_pan(pan: np.ndarray, k: Coeffs) -> np.ndarray:
 
 def _ms_pan_sums(tile: Tile) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     pan, ms = zero_invalid(tile)
-    return pan, ms, moment_sums("c", [*ms, pan], tile.core_valid())
+    out = moment_sums("c", [*ms, pan], tile.core_valid())
+    out.update(count_sums(tile))
+    return pan, ms, out
+
+
+def _require_std(
+    method: str, totals: dict[str, np.ndarray], ctx: FuseContext, prefix: str, pan_half: int
+) -> None:
+    """Refuse unless ``prefix`` (a low-pass whose footprint is ``pan_half``) has the two
+    pixels a standard deviation needs, and the plain moments too."""
+    require_pixels(method, totals, "c", 2, min_side(ctx.ratio, 2))
+    require_pixels(method, totals, prefix, 2, min_side(ctx.ratio, 2, pan_half=pan_half))
 
 
 def sfim_size(ratio: int) -> int:
@@ -103,7 +114,10 @@ class SFIM(ClassicalMethod):
 
     P_b is the PAN equalised to band b (mean/std); box is the ``fspecial('average')``
     filter of odd size (ratio + 1 for even ratios) with replicated borders. The box is
-    normalised, so box(P_b) = (box(P) - mP) gain_b + mean(MS_b) exactly.
+    normalised, so box(P_b) = (box(P) - mP) gain_b + mean(MS_b) exactly. The quotient
+    is :func:`~models.classical.guards.modulation`: the toolbox's value within
+    [0, MAX_MODULATION], capped there where box(P_b) is almost nothing, 1 (the MS kept)
+    where the two have opposite signs.
     """
 
     name = "sfim"
@@ -112,12 +126,13 @@ class SFIM(ClassicalMethod):
         return _ms_pan_sums(tile)[2]
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        require_pixels(self.name, totals, "c", 2, min_side(ctx.ratio, 2))
         return _equalisation(totals, ctx, None)
 
     def apply(self, tile: Tile, coeffs: Coeffs) -> np.ndarray:
         pan, ms = filled(tile, coeffs["mean_p"], coeffs["mean_ms"])
         box = _ndimage().uniform_filter(pan, size=sfim_size(tile.ctx.ratio), mode="nearest")
-        fused = ms * safe_div(_equalised_pan(pan, coeffs), _equalised_pan(box, coeffs), fill=1.0)
+        fused = ms * modulation(_equalised_pan(pan, coeffs), _equalised_pan(box, coeffs))
         return out_dtype(tile, fused)
 
 
@@ -140,6 +155,7 @@ class _GLPEqualised(ClassicalMethod):
         return out
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        _require_std(self.name, totals, ctx, "g", MTF_HALF)
         return _equalisation(totals, ctx, "g")
 
     def details(self, tile: Tile, coeffs: Coeffs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,15 +203,19 @@ class MTFGLP(_GLPEqualised):
 class MTFGLPHPM(_GLPEqualised):
     """F_b = MS_b P_b / GLP_b(P_b) (G_b = MS_b / P_L,b; ``MTF_GLP_HPM.m``).
 
-    Where the low-pass PAN is exactly zero the modulation is undefined and the pixel
-    keeps its MS value (the toolbox adds eps to the denominator instead).
+    The quotient is :func:`~models.classical.guards.modulation`: the toolbox's
+    ``P_b ./ (GLP_b(P_b) + eps)`` within [0, MAX_MODULATION], capped there where the
+    low-pass is almost nothing relative to P_b, 1 (the MS kept) where the two have
+    opposite signs or are 0/0. The equalised PAN of a band with gain > 1 goes below zero
+    over dark water and its low-pass crosses zero along the shore: unguarded, the output
+    reached -1.4e7 on an 8-bit Landsat 7 crop.
     """
 
     name = "mtf-glp-hpm"
 
     def apply(self, tile: Tile, coeffs: Coeffs) -> np.ndarray:
         ms, pan_eq, low = self.details(tile, coeffs)
-        return out_dtype(tile, ms * safe_div(pan_eq, low, fill=1.0))
+        return out_dtype(tile, ms * modulation(pan_eq, low))
 
 
 @register_model(
@@ -223,9 +243,11 @@ class MTFGLPFS(ClassicalMethod):
         pan, ms = zero_invalid(tile)
         low = glp_lowpass_pan(tile, pan, tile.ctx.ms_gains[:nb])
         mask = eroded_core(tile, glp_reach(tile.ctx.ratio))
-        return moment_sums("f", [*ms, *low, pan], mask)
+        return {**moment_sums("f", [*ms, *low, pan], mask), **count_sums(tile)}
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        side = min_side(ctx.ratio, 2, pan_half=glp_reach(ctx.ratio))
+        require_pixels(self.name, totals, "f", 2, side)
         nb = ctx.n_bands
         mom = Moments.from_totals(totals, "f")
         p = 2 * nb
@@ -260,7 +282,9 @@ class AWLP(ClassicalMethod):
     (the GRSM21 toolbox's equalisation, Alparone et al., TGRS 2017); LP is the
     approximation of the undecimated B3-spline filter bank (``ndwt2`` with the
     Starck-Murtagh filters, all detail planes zeroed). LP is normalised, so
-    P_b - LP(P_b) = gain_b (P - LP(P)).
+    P_b - LP(P_b) = gain_b (P - LP(P)). The proportion MS_b / mean_c MS_c goes through
+    :func:`~models.classical.guards.modulation` clamped to [0, B], its exact range for
+    non-negative bands, so it is the toolbox's wherever the MS is non-negative.
     """
 
     name = "awlp"
@@ -272,11 +296,14 @@ class AWLP(ClassicalMethod):
         return out
 
     def fit_finish(self, totals: dict[str, np.ndarray], ctx: FuseContext) -> Coeffs:
+        _require_std(self.name, totals, ctx, "b", bicubic_reach(ctx.ratio))
         return _equalisation(totals, ctx, "b")
 
     def apply(self, tile: Tile, coeffs: Coeffs) -> np.ndarray:
         pan, ms = filled(tile, coeffs["mean_p"], coeffs["mean_ms"])
         detail = pan - starck_murtagh_lowpass(pan, tile.ctx.ratio)
-        proportion = safe_div(ms, ms.mean(axis=0)[None], fill=1.0)
+        # MS_b / mean_c MS_c lies in [0, B] wherever the bands are non-negative; an EXP
+        # undershoot can take the mean through zero, so the same clamp at B guards it
+        proportion = modulation(ms, ms.mean(axis=0)[None], limit=float(ms.shape[0]))
         fused = ms + proportion * _col(coeffs["gain"]) * detail[None]
         return out_dtype(tile, fused)
