@@ -109,16 +109,17 @@ def notes(report: dict[str, Any]) -> list[str]:
 
 
 def _write(path: str, text: str, flag: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{flag} {p} is a folder; give a file name")
-    if not (p.parent if str(p.parent) else Path(".")).is_dir():
-        raise OutputError(f"{flag} {p}: folder {p.parent} does not exist")
-    p.write_text(text)
+    """Write a report file beside its destination and publish it when complete."""
+    from raster.destination import staged_file
+
+    _check_out(path, flag, ())
+    with staged_file(path, overwrite=True, flag=flag) as tmp:
+        tmp.write_text(text)
 
 
-def _check_out(path: str | None, flag: str) -> None:
-    """Fail before any work if an output file cannot be written."""
+def _check_out(path: str | None, flag: str, inputs) -> None:
+    """Fail before any work if an output file cannot be written, or is one of the inputs
+    (``--csv ms.tif`` replaced the MS with text)."""
     if path is None or path == "-":
         return
     p = Path(path)
@@ -127,6 +128,9 @@ def _check_out(path: str | None, flag: str) -> None:
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
         raise OutputError(f"{flag} {p}: folder {folder} does not exist; create it first")
+    from raster.destination import check_destination
+
+    check_destination(p, True, inputs=inputs, flag=flag)
 
 
 def parse_weights(items: list[str] | None) -> dict[str, str]:
@@ -215,7 +219,7 @@ def evaluate(
     methods = list(method or [])
     scales = scales_of(protocol)
     for path, flag in ((json_out, "--json"), (csv_out, "--csv"), (quicklook, "--quicklook")):
-        _check_out(path, flag)
+        _check_out(path, flag, [*(inputs or []), reference, fused])
     if reference is not None and fused is not None:
         raise OptionError("--reference and --fused are two different modes; give one of them")
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -206,5 +207,10 @@ def render(
             axes[row, k].set_title(f"{m}: HQNR per tile", fontsize=8)
         fig.colorbar(im, ax=list(axes[row, : len(full_methods)]), shrink=0.8, label="HQNR")
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from raster.destination import staged_file
+
+    try:  # written beside the destination, published when complete
+        with staged_file(path, overwrite=True, flag="--quicklook") as tmp:
+            fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(fig)
