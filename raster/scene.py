@@ -56,12 +56,13 @@ class Scene:
     ms_nodata: float | None
     descriptions: list[str | None]
     colorinterp: list
-    bit_depth: int | None
+    bit_depth: int | None  # the MS's NBITS
     tags: dict[str, str] = field(default_factory=dict)
     # MS in another CRS: read through a WarpedVRT with these arguments (crs, transform, size)
     warp: dict | None = None
     # an input has a GDAL mask band (per-dataset mask or alpha) rather than a nodata value
     has_mask: bool = False
+    pan_bit_depth: int | None = None  # the PAN's NBITS
 
     @property
     def n_bands(self) -> int:
@@ -153,6 +154,8 @@ def open_scene(
     nodata: float | None = None,
 ) -> Scene:
     """Open and check a PAN/MS pair; see the module docstring for what is checked."""
+    if ratio is not None and int(ratio) < 2:
+        raise GeometryError(f"--ratio {ratio} must be 2 or more (the MS/PAN pixel-size ratio)")
     if not ms:
         raise InputFileError("no MS file given: pass the MS as one multi-band file or one per band")
     with _open(pan, "PAN") as pds:
@@ -163,6 +166,7 @@ def open_scene(
             )
         check_readable(pds, "PAN")
         has_mask = _has_mask(pds)
+        pan_bits = _bit_depth(pds)
         pan_meta = dict(
             path=pan,
             shape=(pds.height, pds.width),
@@ -228,8 +232,6 @@ def open_scene(
                 "ratio cannot be read from the geotransforms; give it with --ratio"
             )
         k = int(ratio)
-        if k < 2:
-            raise GeometryError(f"--ratio {ratio} must be 2 or more (the MS/PAN pixel-size ratio)")
         _check_shapes(pan_meta["shape"], ms_meta["shape"], k, pan, ms[0])
         # Ungeoreferenced: MS pixel j covers PAN block [k j, k j + k): centre at k j + k/2.
         row_map = (1.0 / k, 0.5 / k - 0.5)
@@ -257,6 +259,7 @@ def open_scene(
         tags=tags,
         warp=warp,
         has_mask=has_mask,
+        pan_bit_depth=pan_bits,
     )
 
 
@@ -333,15 +336,13 @@ def _reprojected_maps(pan_meta: dict, ms_path: str, ratio: int | None):
         right <= west or left >= east or top <= south or bottom >= north
     ):
         raise GeometryError(
-            f"PAN {pan_meta.get('path', 'file')} and MS {ms_path} do not overlap (MS reprojected "
+            f"PAN {pan_meta['path']} and MS {ms_path} do not overlap (MS reprojected "
             f"into {pan_meta['crs']}); check that both cover the same area and CRS"
         )
     r = abs(t.a) / abs(pt.a)
     if ratio is None:
         check_coarser(r, "MS pixel size reprojected into the PAN's CRS")
-    k = int(ratio) if ratio is not None else round(r)
-    if k < 2:
-        raise GeometryError(f"--ratio {ratio} must be 2 or more (the MS/PAN pixel-size ratio)")
+    k = int(ratio) if ratio is not None else round(r)  # >= 2 either way (checked above)
     warp = dict(
         crs=pan_meta["crs"],
         transform=Affine(pt.a * k, 0.0, pt.c, 0.0, pt.e * k, pt.f),

@@ -29,6 +29,26 @@ class ScenePaths:
     truth: np.ndarray  # (B, H, W) float, the high-resolution cube the pair was made from
 
 
+def write_raster(
+    path: Path, arr: np.ndarray, transform: Affine, crs: str = "EPSG:32631", **kw
+) -> str:
+    """Write a (B, H, W) array as a GeoTIFF of its own dtype (``kw``: nodata, nbits...)."""
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        count=arr.shape[0],
+        height=arr.shape[1],
+        width=arr.shape[2],
+        dtype=arr.dtype.name,
+        crs=crs,
+        transform=transform,
+        **kw,
+    ) as ds:
+        ds.write(arr)
+    return str(path)
+
+
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
     """A smooth random field in [0, 1] (sum of random sinusoids): image-like structure."""
     h, w = shape

@@ -17,6 +17,7 @@ from affine import Affine
 
 from tests.cli import one_line_error
 from tests.cli import run_cli as _run_cli
+from tests.conftest import write_raster
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
@@ -72,18 +73,7 @@ def test_pan_with_several_bands(scene, tmp_path, capsys):
 
 
 def _write(path: Path, arr: np.ndarray, transform: Affine) -> None:
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        count=arr.shape[0],
-        height=arr.shape[1],
-        width=arr.shape[2],
-        dtype="uint16",
-        crs="EPSG:32631",
-        transform=transform,
-    ) as ds:
-        ds.write(arr.astype("uint16"))
+    write_raster(path, arr.astype("uint16"), transform)
 
 
 def test_no_overlap(scene, tmp_path, capsys):

@@ -17,24 +17,9 @@ from rasterio.enums import ColorInterp
 
 from tests.badinput import Case, refusal_test
 from tests.cli import run_cli
-from tests.conftest import SHARED, needs_shared
+from tests.conftest import SHARED, needs_shared, write_raster
 
-
-def _write(path: Path, arr: np.ndarray, transform: Affine, crs: str = "EPSG:32631", **kw) -> str:
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        count=arr.shape[0],
-        height=arr.shape[1],
-        width=arr.shape[2],
-        dtype=arr.dtype.name,
-        crs=crs,
-        transform=transform,
-        **kw,
-    ) as ds:
-        ds.write(arr)
-    return str(path)
+_write = write_raster
 
 
 def _scene(make_scene, **kw):
@@ -246,3 +231,15 @@ def test_mixed_levels_warn_without_a_type_difference(make_scene, tmp_path, capsy
 def test_matching_radiometry_does_not_warn(make_scene, tmp_path, capsys) -> None:
     s = _scene(make_scene)
     assert _summary(["fuse", s.pan, *s.ms, "-o", str(tmp_path / "m.tif")], capsys)["warnings"] == []
+
+
+def test_level_stats_count_every_valid_pixel() -> None:
+    """The means use every 4th pixel, the valid count every pixel: a core whose only
+    valid pixel is off that lattice is not "no valid pixel" (a wrong refusal)."""
+    from raster.radiometry import LevelStats
+
+    stats = LevelStats()
+    valid = np.zeros((16, 16), bool)
+    valid[5, 7] = True
+    stats.add(np.ones((16, 16)), np.ones((4, 16, 16)), valid)
+    assert stats.valid == 1

@@ -342,11 +342,8 @@ def load_deep(
     device and the tensors come after. A scene bit depth other than the one the weights
     were trained with is only warned about: the data may still be in the same range.
     """
-    from models.deep.weights import check_card, read_card, resolve_weights
-
     entry = get_entry(method)
-    path = resolve_weights(settings.weights, entry.info.name, sensor_name)
-    check_card(read_card(path), path, entry.info.name, scene.n_bands, scene.ratio, sensor_name)
+    path = fitting_weights(scene, entry.info.name, sensor_name, settings.weights)
 
     from models.deep.runtime import check_precision, select_device
     from models.deep.weights import load_weights
@@ -847,6 +844,17 @@ def _blend(blender: _Blender, b: _Batch, out: np.ndarray) -> None:
 
 
 # -- the entry points of tiling.fuse ----------------------------------------------------------
+def fitting_weights(scene: Scene, name: str, sensor_name: str, weights: str | None) -> Path:
+    """The weights file for model ``name`` on ``scene`` (``weights`` or the shipped
+    default), its card checked against the scene's bands, ratio and sensor from the
+    safetensors header alone, without torch; raises naming every mismatch."""
+    from models.deep.weights import check_card, read_card, resolve_weights
+
+    path = resolve_weights(weights, name, sensor_name)
+    check_card(read_card(path), path, name, scene.n_bands, scene.ratio, sensor_name)
+    return Path(path)
+
+
 def weights_fit(pan: str, ms: list[str], opts: Any) -> bool:
     """True when ``opts.method`` (a :class:`tiling.fuse.FuseOptions`) is a deep model whose
     weights fit the scene, decided from the raster and safetensors headers, without torch.
@@ -857,7 +865,6 @@ def weights_fit(pan: str, ms: list[str], opts: Any) -> bool:
     reports it in its own order, as :func:`tiling.fuse.fuse_files` would without this.
     """
     from errors import PansharpError
-    from models.deep.weights import check_card, read_card, resolve_weights
     from raster.scene import open_scene
     from tiling.fuse import resolve_sensor
 
@@ -866,9 +873,7 @@ def weights_fit(pan: str, ms: list[str], opts: Any) -> bool:
         if not info.needs_weights:
             return False
         scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
-        sensor = resolve_sensor(scene, opts.sensor).name
-        path = resolve_weights(opts.weights, info.name, sensor)
-        check_card(read_card(path), path, info.name, scene.n_bands, scene.ratio, sensor)
+        fitting_weights(scene, info.name, resolve_sensor(scene, opts.sensor).name, opts.weights)
     except PansharpError:
         return False
     return True

@@ -29,7 +29,6 @@ from raster.radiometry import (
     colour_from_names,
     decide_bit_depth,
     output_nodata,
-    pan_bit_depth,
     radiometry_warnings,
 )
 from raster.scene import Scene, open_scene
@@ -385,7 +384,7 @@ def fuse_files(
             writer.commit()
             if progress:
                 progress("write", 1, 1)
-    warnings = radiometry_warnings(scene, stats, pan_bit_depth(pan))
+    warnings = radiometry_warnings(scene, stats)
     if deep is not None:
         warnings += deep.warnings
     return FuseResult(

@@ -167,8 +167,7 @@ def check_tensors(
                 f"tensor {name!r} has shape {list(t.shape)}, expected {list(ref.shape)}"
             )
     if problems:
-        more = len(problems) - MAX_LISTED
-        listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+        listed = _listed(problems)
         raise WeightsError(
             f"{path}: tensors do not match the {model_name} architecture in its card "
             f"({listed}); the file is damaged or was edited - re-run `pansharp train`"
@@ -184,13 +183,18 @@ def check_tensors(
         counts = [f"{n} {kind}" for n, kind in ((n_nan, "NaN"), (n_inf, "infinite")) if n]
         problems.append(f"tensor {name!r} holds {' and '.join(counts)} of {t.numel()} values")
     if problems:
-        more = len(problems) - MAX_LISTED
-        listed = "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
+        listed = _listed(problems)
         raise WeightsError(
             f"{path}: {listed}: the {model_name} network would output NaN or Inf; the "
             f"training diverged or the file is damaged - use other --weights or re-run "
             f"`pansharp train`"
         )
+
+
+def _listed(problems: list[str]) -> str:
+    """The first ``MAX_LISTED`` problems, then how many more: one line stays readable."""
+    more = len(problems) - MAX_LISTED
+    return "; ".join(problems[:MAX_LISTED]) + (f"; and {more} more" if more > 0 else "")
 
 
 def load_weights(
