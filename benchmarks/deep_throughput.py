@@ -1,6 +1,6 @@
 """End-to-end ``pansharp fuse -m fusionnet`` throughput against FusionNet's bare forward pass.
 
-Why this comparison: the deep engine (tiling.deep) should cost little on top of the
+Why this comparison: the blended executor (tiling.blended) should cost little on top of the
 network itself - reading and resampling the MS, recomputing the patch overlaps,
 blending, converting and writing the COG all overlap the forward pass. One run does:
 
@@ -40,9 +40,12 @@ from measure import compile_sources, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# pansharp's torch settings (huge pages for CPU tensors, see models/deep/__init__.py) for
-# the bare forward pass too, before anything imports torch: the comparison stays fair.
-import models.deep  # noqa: E402,F401
+# pansharp's process settings (huge pages for torch's CPU tensors, see tiling/process.py),
+# applied as the pansharp command does, for the bare forward pass too, before anything
+# imports torch: the comparison stays fair.
+from tiling.process import apply_process_settings  # noqa: E402
+
+apply_process_settings()
 
 OVERLAP = 24  # FusionNet's default overlap in the engine (2 x halo 10 + ramp 4)
 
@@ -103,9 +106,10 @@ def bare_forward(pixels: int, threads: int) -> float:
     """Seconds for FusionNet's forward pass over ``pixels`` pixels (engine-size inputs)."""
     import torch
 
+    from models.deep.method import cpu_patch_cap
     from models.registry import create_model
     from tiling.allocator import keep_freed_memory
-    from tiling.deep import MAX_PATCH, cpu_patch_cap
+    from tiling.patches import MAX_PATCH
 
     keep_freed_memory()
     torch.set_num_threads(threads)

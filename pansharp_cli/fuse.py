@@ -30,54 +30,39 @@ def parse_weights(text: str | None) -> list[float] | None:
         ) from None
 
 
-DEEP_ONLY = {  # fuse() parameter -> its option: what only a model with weights uses
+RUN_FLAGS = {  # fuse() parameter (a RunSettings field) -> its option; methods declare theirs
     "weights": "--weights",
     "device": "--device",
     "batch_size": "--batch-size",
     "precision": "--precision",
     "overlap": "--overlap",
+    "seed": "--seed",
 }
 
 
-def check_deep_only_options(method: str, given: list[str]) -> None:
-    """Refuse deep-model options (``given``, as typed) with a method that takes no weights.
-
-    A classical method would ignore them silently, and a user who typed ``--weights``
-    believes a network ran. Unknown method names are left to the library, which lists
-    the valid ones (:func:`models.registry.get_entry`).
-    """
+def check_run_options(method: str, given: list[str]) -> None:
+    """Refuse run options (``given``: FuseOptions/RunSettings field names typed on the
+    command line) that ``method`` does not use: a classical method would ignore
+    ``--weights`` silently, and a user who typed it believes a network ran. Unknown
+    method names are left to the library, which lists the valid ones."""
     from errors import UnknownNameError
-    from models.registry import get_entry
+    from models.registry import refuse_run_options
 
     if not given:
         return
     try:
-        info = get_entry(method).info
+        refuse_run_options(method, given, RUN_FLAGS)
     except UnknownNameError:
         return
-    if info.needs_weights:
-        return
-    if len(given) == 1:
-        flags, what, drop = given[0], "is a deep-model option", given[0]
-    else:
-        flags, what, drop = (
-            ", ".join(given[:-1]) + f" and {given[-1]}",
-            "are deep-model options",
-            "them",
-        )
-    raise OptionError(
-        f"{flags} {what}, but -m {info.name} is a classical method and takes no weights: "
-        f"drop {drop}, or choose a deep method ({', '.join(model_names('deep'))})"
-    )
 
 
 def _given(ctx: typer.Context, names: dict[str, str]) -> list[str]:
-    """The options of ``names`` typed on the command line (not left at their default)."""
+    """The parameters of ``names`` typed on the command line (not left at their default)."""
     out = []
-    for param, flag in names.items():
+    for param in names:
         source = ctx.get_parameter_source(param)
         if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            out.append(flag)
+            out.append(param)
     return out
 
 
@@ -159,13 +144,17 @@ def fuse(
         int | None,
         typer.Option(help="Deep models: pixels shared by neighbouring patches.", min=0),
     ] = None,
+    seed: Annotated[
+        int,
+        typer.Option(help="Stochastic models: seed of the noise (drawn by pixel position)."),
+    ] = 0,
 ) -> None:
     """Pansharpen a PAN/MS pair into a Cloud-Optimized GeoTIFF."""
     from pansharp_cli.georef import acknowledge_missing_georeference
     from pansharp_cli.startup import library_imports
 
     with library_imports([*inputs, output, weights]):
-        from tiling.deep import parse_batch_size
+        from models.protocol import parse_batch_size
         from tiling.fuse import FuseOptions, fuse_files
 
     acknowledge_missing_georeference(ratio)
@@ -173,7 +162,7 @@ def fuse(
         raise OptionError(
             "give the PAN file and at least one MS file: pansharp fuse PAN MS... -o OUT"
         )
-    check_deep_only_options(method, _given(ctx, DEEP_ONLY))
+    check_run_options(method, _given(ctx, RUN_FLAGS))
     opts = FuseOptions(
         method=method.strip().lower(),
         sensor=sensor,
@@ -194,6 +183,7 @@ def fuse(
         precision=precision,
         patch=tile,
         overlap=overlap,
+        seed=seed,
     )
     if all(Path(p).exists() for p in inputs):  # a missing file is reported without waiting
         _import_torch_if_deep(inputs[0], inputs[1:], opts)
@@ -244,15 +234,21 @@ def register(app: typer.Typer) -> None:
 
 
 def _import_torch_if_deep(pan: str, ms: list[str], opts: FuseOptions) -> None:
-    """Import torch before the run when a deep model will run: its weights fit the scene
-    (:func:`tiling.deep.weights_fit`, read from the headers without torch).
+    """Import torch before the run when a torch method will run: it checks out on the
+    scene (:func:`tiling.fuse.method_ready`, from the headers without torch).
 
     Why before: the import then runs without the cyclic collector (pansharp_cli.__main__)
     and outside the run's own ``seconds``. Why only then: weights that do not fit are
     refused by the run without torch (~3 s and ~280 MB saved per refusal); a classical
     method never imports it.
     """
-    from tiling.deep import weights_fit
+    from errors import PansharpError
+    from models.registry import get_entry
+    from tiling.fuse import method_ready
 
-    if weights_fit(pan, ms, opts):
+    try:
+        on_torch = get_entry(opts.method).info.torch
+    except PansharpError:
+        return
+    if on_torch and method_ready(pan, ms, opts):
         import torch  # noqa: F401

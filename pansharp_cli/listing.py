@@ -41,7 +41,7 @@ def models(
             f"{d['min_bands']}-{hi}",
             f"{d['halo_at_ratio'][2]}/{d['halo_at_ratio'][4]}",
             "yes" if d["needs_fit"] else "no",
-            ", ".join(w["sensor"] for w in d["weights"]) if d["needs_weights"] else "-",
+            ", ".join(w["sensor"] for w in d["weights"]) if "weights" in d["run_options"] else "-",
         )
     Console().print(t)
 

@@ -3,7 +3,10 @@
 :func:`main` is the console-script entry point. It turns every deliberate error
 (:class:`errors.PansharpError`), every usage error and an interruption into one line
 on stderr and a non-zero exit code, so shell loops over hundreds of scenes can rely
-on ``$?`` and read a single line when something is wrong.
+on ``$?`` and read a single line when something is wrong. It also owns the process:
+it applies pansharp's process-wide settings (:func:`tiling.process.apply_process_settings`:
+huge pages for torch's CPU tensors) and its signal handlers before any command runs, so
+before anything imports torch; importing this module changes neither.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ except ImportError:  # pragma: no cover - older typer
     _NOARGS = ()
 
 from errors import Interrupted, PansharpError
+from tiling.process import apply_process_settings
 
 app = typer.Typer(
     name="pansharp",
@@ -87,6 +91,7 @@ def fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point with one-line errors."""
+    apply_process_settings()  # before any command can import torch; an exported value wins
     signal.signal(signal.SIGTERM, _sigterm)
     # Even when started with SIGINT ignored (a background job of a non-interactive
     # shell), Ctrl-C / kill -INT must stop the run and clean the partial output.

@@ -61,7 +61,8 @@ from errors import (
     WeightsError,
 )
 from models.base import FuseContext
-from models.registry import Entry, get_entry
+from models.protocol import PrepareContext, RunSettings
+from models.registry import check_bands_and_ratio, get_entry, refuse_run_options
 from physics.sensors import Sensor, detect_sensor, get_sensor
 from quality.accumulators import FullAccumulator, ReducedAccumulator, full_tiles, reduced_tiles
 from quality.checks import BLOCK
@@ -96,14 +97,10 @@ from quality.valid_area import (
 from raster.radiometry import decide_bit_depth
 from raster.scene import Scene, open_scene
 from tiling.engine import default_threads, parallel_map
-from tiling.fuse import (
-    GDAL_CACHE_BYTES,
-    FuseOptions,
-    build_context,
-    check_method,
-)
+from tiling.executor import check, run_method
+from tiling.fuse import GDAL_CACHE_BYTES, FuseOptions, build_context
 from tiling.reader import TileReader
-from tiling.windows import TileSpec, plan_tiles
+from tiling.windows import TileSpec
 
 Progress = Callable[[str, int, int], None]
 PROTOCOLS = ("both", "reduced", "full")
@@ -504,67 +501,29 @@ def full_grid(scene: Scene) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- running
-def _deep_weights(
+def _check_methods(
     names: Sequence[str],
-    entries: dict[str, Entry],
-    sensor: Sensor,
     scene: Scene,
+    ctx: FuseContext,
+    sensor: Sensor,
+    bit_depth: int | None,
     weights: dict[str, str] | None,
-) -> dict[str, str]:
-    """Resolve the weights of every deep method up front (WeightsError names the fix)."""
-    out: dict[str, str] = {}
+) -> None:
+    """Phase 1 of the method protocol for every method, before any work: a weights file
+    that is missing or does not fit names the fix (``--weights METHOD=FILE``)."""
+    given = weights or {}
+    for n in given:
+        if n in names:
+            refuse_run_options(n, ["weights"], {"weights": f"--weights {n}=FILE"})
     for n in names:
-        if not entries[n].info.needs_weights or entries[n].info.family != "deep":
-            continue
-        from models.deep.weights import check_card, read_card, resolve_weights
-
-        given = (weights or {}).get(n)
+        context = PrepareContext(ctx, sensor.name, bit_depth, RunSettings(weights=given.get(n)))
         try:
-            path = resolve_weights(given, n, sensor.name)
+            check(n, scene, context)
         except WeightsError as exc:
             raise WeightsError(
                 f"{exc} With pansharp evaluate: --weights {n}=FILE (or --sensor S for "
                 "weights shipped for another sensor)."
             ) from None
-        if not Path(path).is_file():
-            raise InputFileError(f"weights file for {n} not found: {path} (check --weights)")
-        check_card(read_card(path), path, n, scene.n_bands, scene.ratio, sensor.name)
-        out[n] = str(path)
-    return out
-
-
-def _run_deep(
-    scene: Scene,
-    name: str,
-    ctx: FuseContext,
-    sink: Callable[[TileSpec, np.ndarray, np.ndarray], None],
-    *,
-    weights: str,
-    sensor: str,
-    tile: int,
-    progress: Progress | None,
-) -> None:
-    """Stream ``scene`` through a deep network with weights (EXP input, as in training)."""
-    from models.deep.runtime import predict
-    from models.deep.weights import load_weights
-
-    entry = get_entry(name)
-    model, card = load_weights(weights, name, scene.n_bands, scene.ratio, sensor)
-    h, w = scene.out_shape
-    specs = plan_tiles(h, w, tile, entry.info.halo(scene.ratio))
-    total = sum(s.pixels for s in specs)
-    reader = TileReader(scene, ctx, resampling="exp", dtype=np.float32)
-    report = progress or (lambda phase, done, tot: None)
-    done = 0
-    try:
-        for spec in specs:
-            t = reader.read(spec)
-            out = predict(model, t.ms, t.pan, card.bit_depth)
-            sink(spec, out[(slice(None), *t.core)].astype(np.float64), t.valid[t.core])
-            done += spec.pixels
-            report("fuse", done, total)
-    finally:
-        reader.close()
 
 
 @dataclass
@@ -604,31 +563,20 @@ def _fuse_to_file(
                 )
             write_block(ds, fused, spec.row, spec.col)
 
-        if name in job.weights:
-            _run_deep(
-                scene,
-                name,
-                ctx,
-                sink,
-                weights=job.weights[name],
-                sensor=job.sensor.name,
-                tile=job.tile,
-                progress=bar,
-            )
-        else:
-            from tiling.fuse import run_method
-
-            run_method(
-                scene,
-                name,
-                ctx,
-                sink,
-                resampling="exp",
-                tile=job.tile,
-                threads=job.threads,
-                dtype=np.float64,
-                progress=bar,
-            )
+        # the executor fuse uses: same tiles or patches, blending, normalisation, device
+        run_method(
+            scene,
+            name,
+            ctx,
+            sink,
+            sensor=job.sensor.name,
+            settings=RunSettings(weights=job.weights.get(name)),
+            resampling="exp",
+            tile=job.tile,
+            threads=job.threads,
+            dtype=np.float64,
+            progress=bar,
+        )
     finally:
         ds.close()
 
@@ -794,7 +742,7 @@ def evaluate_methods(
         check_interpolator(scene.ratio, names, scales)
         entries = {n: get_entry(n) for n in names}
         for n in names:
-            check_method(entries[n].info, scene)
+            check_bands_and_ratio(entries[n].info, scene.n_bands, scene.ratio)
         h_out, w_out = scene.out_shape
         _check_block(h_out, w_out, f"the scene ({scene.pan_path} on the MS footprint)")
         if "full" in scales and scene.n_bands < 2:
@@ -807,7 +755,8 @@ def evaluate_methods(
                 f"the MS {scene.ms_paths[0]} is {scene.dtype} without an NBITS tag, so the "
                 "bit depth for PSNR and SSIM (peak 2^L - 1) is unknown; give --bit-depth L"
             )
-        deep = _deep_weights(names, entries, sens, scene, weights)
+        ctx = build_context(scene, sens, FuseOptions(), L)
+        _check_methods(names, scene, ctx, sens, L, weights)
         # the rectangle that holds data in the PAN and the MS (quality.valid_area)
         win = scene.window
         origin = (int(win.row_off), int(win.col_off))
@@ -837,7 +786,6 @@ def evaluate_methods(
             what = f"the MS {scene.ms_paths[0]}" + (where if masked else "")
             _check_reduced_size(geom.rows, geom.cols, what, hint)
             _invalid_in_geometry(scene, geom)
-        ctx = build_context(scene, sens, FuseOptions(), L)
         report: dict[str, Any] = {
             "scene": {
                 "pan": str(pan),
@@ -861,7 +809,7 @@ def evaluate_methods(
         previews = ReducedPreviews(geom.rows, geom.cols, names_rgb) if quicklook and geom else None
         heat: dict[str, np.ndarray] | None = {} if quicklook and fshape else None
         with _workdir() as folder:
-            job = _Job(sens, L, t, nthreads, folder, progress, deep)
+            job = _Job(sens, L, t, nthreads, folder, progress, dict(weights or {}))
             lr_scene = lr_ctx = None
             if geom is not None:
                 pair = degrade_scene(
@@ -872,7 +820,7 @@ def evaluate_methods(
                     build_context(lr_scene, sens, FuseOptions(), L), bit_depth=L, max_value=None
                 )
             for n in names:
-                passes = 2 if entries[n].info.needs_fit and n not in deep else 1
+                passes = 2 if entries[n].info.needs_fit else 1
                 if geom is not None and lr_scene is not None and lr_ctx is not None:
                     npx = geom.rows * geom.cols
                     bar = _Bar(

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-import tiling.fuse
+import tiling.executor
 from tests.probe import run_python
 from tiling.fuse import FuseOptions, fuse_files
 
@@ -42,7 +42,7 @@ def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_again():
 def test_classical_fuse_keeps_freed_memory(make_scene, tmp_path, monkeypatch):
     """The classical engine asks for the policy before its tile loop, as the deep one does."""
     calls = []
-    monkeypatch.setattr(tiling.fuse, "keep_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(tiling.executor, "keep_freed_memory", lambda: calls.append(1) or True)
     scene = make_scene(pan_shape=(96, 80), ratio=4, bands=4, seed=3)
     fuse_files(scene.pan, scene.ms, str(tmp_path / "o.tif"), FuseOptions(method="brovey"))
     assert calls, "classical fuse did not set the heap policy"

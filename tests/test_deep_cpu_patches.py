@@ -9,12 +9,15 @@ import pytest
 import torch
 
 from models.deep.card import WeightsCard
+from models.deep.method import DeepModel, cpu_patch_cap
+from models.protocol import RunSettings
 from models.registry import REGISTRY, create_model
 from raster.scene import open_scene
 from tests.floats import accumulation_length, assert_rounding_close
 from tiling.allocator import GLIBC_MMAP_CEILING
-from tiling.deep import DeepModel, DeepSettings, cpu_patch_cap, plan_patches, run_deep
+from tiling.executor import execute
 from tiling.fuse import FuseOptions, build_context, resolve_sensor
+from tiling.patches import plan_patches
 
 
 @pytest.mark.parametrize(
@@ -52,18 +55,18 @@ def test_run_deep_on_cpu_uses_capped_patches_one_at_a_time(make_scene):
     card = WeightsCard("dicnn", {"n_bands": 3}, "generic", [], 2, 16, 65535.0)
     h, w = scene.out_shape
 
-    def run(settings: DeepSettings) -> tuple[np.ndarray, dict]:
+    def run(settings: RunSettings) -> tuple[np.ndarray, dict]:
         deep = DeepModel("dicnn", net, card, Path("w"), torch.device("cpu"), 3, settings)
         out = np.full((3, h, w), np.nan, dtype=np.float32)
 
         def sink(spec, fused_dn, valid):
             out[:, spec.row : spec.row + spec.height, spec.col : spec.col + spec.width] = fused_dn
 
-        return out, run_deep(scene, deep, ctx, sink)
+        return out, execute(scene, deep, ctx, sink, settings=settings)
 
-    capped, facts = run(DeepSettings())
+    capped, facts = run(RunSettings())
     assert max(facts["patch"]) <= 352 and facts["batch_size"] == 1 and facts["patches"] > 1
-    whole, _ = run(DeepSettings(tile=600))
+    whole, _ = run(RunSettings(tile=600))
     # Other patch shapes block the convolutions differently: float32 rounding, set by
     # the network's accumulation length and the outputs' magnitude (tests/floats.py).
     assert_rounding_close(capped, whole, accumulation_length(net))

@@ -1,4 +1,4 @@
-"""Deep models through the streaming engine (tiling.deep) and ``pansharp fuse``/``train``.
+"""Deep models through the one executor (tiling.executor) and ``pansharp fuse``/``train``.
 
 Registry-driven: every local deep model must give, tiled, exactly the whole-image
 result; blending must leave no seam; weights from ``pansharp train`` must load in
@@ -25,27 +25,24 @@ from torch import nn
 from errors import OptionError
 from models.base import FuseContext
 from models.deep.card import WeightsCard
+from models.deep.method import DeepModel, auto_batch, patch_bytes
 from models.deep.weights import save_weights
+from models.protocol import RunSettings, parse_batch_size
 from models.registry import REGISTRY, create_model, model_names
 from pansharp_cli.main import main
 from raster.pairs import expand_specs
 from raster.scene import open_scene
 from tests.conftest import SHARED
 from tests.floats import accumulation_length, assert_rounding_close
-from tiling.deep import (
+from tiling.executor import execute
+from tiling.fuse import FuseOptions, build_context, fuse_files, resolve_sensor
+from tiling.patches import (
     CPU_BUDGET_BYTES,
     CUDA_FREE_FRACTION,
     MAX_AUTO_BATCH,
-    DeepModel,
-    DeepSettings,
-    auto_batch,
-    parse_batch_size,
-    patch_bytes,
     plan_axis,
     plan_patches,
-    run_deep,
 )
-from tiling.fuse import FuseOptions, build_context, fuse_files, resolve_sensor
 
 DEEP = model_names("deep")
 # Local models as registered, plus the global-context ones made local (LAGNet's
@@ -294,7 +291,7 @@ def _engine(scene_paths, model: nn.Module, batch: int) -> tuple[np.ndarray, dict
         Path("w"),
         torch.device("cpu"),
         3,
-        DeepSettings(batch_size=batch, tile=40),
+        RunSettings(batch_size=batch, tile=40),
     )
     h, w = scene.out_shape
     out = np.full((3, h, w), np.nan, dtype=np.float32)
@@ -302,7 +299,7 @@ def _engine(scene_paths, model: nn.Module, batch: int) -> tuple[np.ndarray, dict
     def sink(spec, fused_dn, valid):
         out[:, spec.row : spec.row + spec.height, spec.col : spec.col + spec.width] = fused_dn
 
-    facts = run_deep(scene, deep, ctx, sink)
+    facts = execute(scene, deep, ctx, sink, settings=deep.settings)
     return out, facts
 
 

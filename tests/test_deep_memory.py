@@ -1,4 +1,4 @@
-"""``--batch-size auto`` plans with tiling.deep.patch_bytes: it must not underestimate."""
+"""``--batch-size auto`` plans with models.deep.method.patch_bytes: it must not underestimate."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ PROBE = textwrap.dedent(
     """
     import re, sys, torch
     from models.registry import create_model
-    from tiling.deep import patch_bytes
+    from models.deep.method import patch_bytes
     torch.set_num_threads(1)
     torch.manual_seed(0)
     m = create_model(sys.argv[1], n_bands=4).eval()

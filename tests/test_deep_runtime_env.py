@@ -15,7 +15,8 @@ THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 PROBE = textwrap.dedent(
     """
     import resource
-    import models.deep  # noqa: F401  (sets the allocator's environment before torch)
+    from tiling.process import apply_process_settings
+    apply_process_settings()  # the CLI entry's settings, before torch (tiling.process)
     import torch
     from models.registry import create_model
     torch.set_num_threads(1)

@@ -28,7 +28,8 @@ from quality.eval_degrade import degrade_scene, reduced_geometry
 from quality.evaluate import evaluate_methods
 from raster.radiometry import decide_bit_depth
 from raster.scene import open_scene
-from tiling.fuse import FuseOptions, build_context, run_method
+from tiling.executor import run_method
+from tiling.fuse import FuseOptions, build_context
 from tiling.reader import TileReader
 from tiling.windows import TileSpec
 

@@ -25,13 +25,13 @@ WRITERS = pytest.mark.parametrize(
 
 def _appear_after_fusing(monkeypatch, out: Path, content: bytes) -> None:
     """Another run's file lands at ``out`` after the early check, before the commit."""
-    real = tiling.fuse.run_method
+    real = tiling.fuse.execute
 
     def run_then_race(*args, **kwargs):
         real(*args, **kwargs)
         out.write_bytes(content)
 
-    monkeypatch.setattr(tiling.fuse, "run_method", run_then_race)
+    monkeypatch.setattr(tiling.fuse, "execute", run_then_race)
 
 
 @WRITERS

@@ -58,23 +58,29 @@ RUNS = [("gsa", 16), ("sfim", 16), ("mtf-glp-hpm", 32), ("brovey", 16)]
 @pytest.fixture
 def fitted_sums(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, np.ndarray]]:
     """Every fit pass's summed partials, as ``fit_finish`` receives them."""
-    import tiling.fuse
+    from dataclasses import replace
+
+    from models.registry import REGISTRY
 
     seen: list[dict[str, np.ndarray]] = []
-    make = tiling.fuse.create_model
 
-    def create_model(name: str, **options):
-        model = make(name, **options)
-        finish = model.fit_finish
+    def wrap(make):
+        def create_model(**options):
+            model = make(**options)
+            finish = model.fit_finish
 
-        def fit_finish(totals, ctx):
-            seen.append({k: np.array(v, copy=True) for k, v in totals.items()})
-            return finish(totals, ctx)
+            def fit_finish(totals, ctx):
+                seen.append({k: np.array(v, copy=True) for k, v in totals.items()})
+                return finish(totals, ctx)
 
-        model.fit_finish = fit_finish
-        return model
+            model.fit_finish = fit_finish
+            return model
 
-    monkeypatch.setattr(tiling.fuse, "create_model", create_model)
+        return create_model
+
+    for name in {m for m, _ in RUNS}:  # the factories the protocol's prepare calls
+        entry = REGISTRY[name]
+        monkeypatch.setitem(REGISTRY, name, replace(entry, factory=wrap(entry.factory)))
     return seen
 
 

@@ -26,7 +26,7 @@ def keep_freed_memory() -> bool:
 
     - deep (CPU inference): perf on a 4000^2 FusionNet run showed 29 % of the process's
       CPU in the kernel's clear_page; with activations under the mmap ceiling (see
-      :func:`tiling.deep.cpu_patch_cap`) a forward ran at 1.19 Mpx/s on 496^2 patches,
+      :func:`tiling.patches.cpu_patch_cap`) a forward ran at 1.19 Mpx/s on 496^2 patches,
       against 0.69 (496^2) and 0.74 Mpx/s (1024^2) without it;
     - classical (8000^2 Brovey, 4 alternating pairs): half the page faults (63k -> 33k),
       process CPU / compression CPU 1.190-1.199 against 1.205-1.230, ~0.25 s of CPU; peak

@@ -1,15 +1,15 @@
 """``pansharp fuse`` as a library call: PAN/MS files in, a georeferenced COG out.
 
-Two streaming passes over the tiles when the method has global coefficients (pass 1
-sums each tile's partial statistics, pass 2 fuses with the finished coefficients), one
-otherwise. Nothing here prints: progress goes through the ``progress(phase, done,
-total)`` callback, and the CLI owns the progress bar.
+The method goes through the protocol (:mod:`models.protocol`) on the one executor
+(:mod:`tiling.executor`): checked from headers, prepared (a classical fit pass, a
+network's weights loaded) before the output is created, then streamed into the COG
+writer. Nothing here prints: progress goes through the ``progress(phase, done, total)``
+callback, and the CLI owns the progress bar.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +17,9 @@ import numpy as np
 import rasterio
 
 from errors import OptionError, RasterFormatError
-from models.base import FuseContext, Tile
-from models.registry import ModelInfo, create_model, get_entry
-from physics.kernels import get_kernel
+from models.base import FuseContext
+from models.protocol import PrepareContext, RunSettings, parse_batch_size
+from models.registry import check_bands_and_ratio, get_entry
 from physics.sensors import Sensor, detect_sensor, get_sensor
 from raster.cog import RasterSpec, open_writer
 from raster.destination import COG_SUFFIXES, check_destination
@@ -32,10 +32,9 @@ from raster.radiometry import (
     radiometry_warnings,
 )
 from raster.scene import Scene, open_scene
-from tiling.allocator import keep_freed_memory
-from tiling.engine import Progress, default_threads, parallel_map, sum_partials
-from tiling.reader import TileReader
-from tiling.windows import TileSpec, plan_tiles
+from tiling.engine import Progress, default_threads
+from tiling.executor import context_for, execute, prepare
+from tiling.windows import TileSpec
 
 # GDAL's block cache, in bytes (rasterio passes GDAL_CACHEMAX to GDALSetCacheMax64): 128
 # bytes, i.e. none. The tile reader keeps its own MS strips, and a block cache of 128 MB
@@ -61,15 +60,30 @@ class FuseOptions:
     creation_options: dict[str, str] = field(default_factory=dict)
     overwrite: bool = False
     method_options: dict[str, Any] = field(default_factory=dict)
-    # deep models only (tiling.deep): weights file (None: the registry's default for the
-    # model and sensor), device, batch size (None: auto), precision, patch size and
-    # overlap in PAN pixels (None: from the receptive field)
+    # how the method is applied (models.protocol.RunSettings, for methods that declare
+    # them): weights file (None: the registry's default for the model and sensor),
+    # device, batch size (None: auto), precision, patch size and overlap in PAN pixels
+    # (None: from the receptive field), seed of stochastic methods
     weights: str | None = None
     device: str = "auto"
     batch_size: int | None = None
     precision: str = "fp32"
     patch: int | None = None
     overlap: int | None = None
+    seed: int = 0  # positional noise of stochastic methods (models.iterative.noise)
+
+    def run_settings(self) -> RunSettings:
+        """The options of how the method is applied (:class:`models.protocol.RunSettings`)."""
+        return RunSettings(
+            weights=self.weights,
+            device=self.device,
+            batch_size=parse_batch_size(self.batch_size),
+            precision=self.precision,
+            tile=self.patch,
+            overlap=self.overlap,
+            threads=self.threads,
+            seed=int(self.seed),
+        )
 
 
 @dataclass
@@ -164,102 +178,27 @@ def build_context(
     )
 
 
-def check_method(info: ModelInfo, scene: Scene) -> None:
-    n = scene.n_bands
-    if n < info.min_bands or (info.max_bands is not None and n > info.max_bands):
-        hi = info.max_bands if info.max_bands is not None else "any"
-        raise OptionError(
-            f"method {info.name!r} takes {info.min_bands} to {hi} MS bands, the MS has {n}; "
-            "choose another -m (see pansharp models)"
-        )
-    if info.ratios is not None and scene.ratio not in info.ratios:
-        raise OptionError(
-            f"method {info.name!r} supports ratios {list(info.ratios)}, the scene has "
-            f"{scene.ratio}; choose another -m"
-        )
+def method_ready(pan: str, ms: list[str], opts: FuseOptions) -> bool:
+    """True when ``opts.method`` passes the protocol's ``check`` on the scene (from the
+    raster and weights headers, without torch); any problem gives False, and the run
+    then reports it in its own order, as :func:`fuse_files` would without this.
 
-
-def run_method(
-    scene: Scene,
-    method_name: str,
-    ctx: FuseContext,
-    sink: Callable[..., None],
-    *,
-    resampling: str = "exp",
-    tile: int = 512,
-    threads: int | None = None,
-    dtype: Any = np.float32,
-    progress: Progress | None = None,
-    post: Callable[[TileSpec, np.ndarray, np.ndarray], Any] | None = None,
-    deep: Any = None,
-    stats: LevelStats | None = None,
-) -> None:
-    """Stream ``scene`` through a classical method, or a deep one loaded in ``deep``
-    (:func:`tiling.deep.load_deep`; the deep engine sends full-width strips aligned to
-    ``tile`` rows and calls ``post`` in this thread).
-
-    Calls ``sink(spec, fused_core, valid_core)`` in this thread for every tile; with
-    ``post``, the worker thread first runs ``post(spec, fused_core, valid_core)`` (e.g.
-    conversion and compression, so they run in parallel too) and the sink receives
-    ``sink(spec, post_result)``.
+    For the CLI, which imports torch before a torch method's run, so that the run's own
+    clock and the progress bar's frozen imports do not include that import, and only
+    when the run will get that far (weights that do not fit: ~3 s and ~280 MB saved).
     """
-    entry = get_entry(method_name)
-    check_method(entry.info, scene)
-    get_kernel(resampling)
-    if entry.info.family == "deep":
-        from tiling.deep import run_deep_method
+    from errors import PansharpError
+    from tiling.executor import check
 
-        run_deep_method(
-            scene, method_name, ctx, sink, deep, resampling, tile, progress, post, stats
-        )
-        return
-    method = create_model(method_name, **ctx.options)
-    keep_freed_memory()  # tile buffers are reused, not faulted in again (tiling.allocator)
-    halo = entry.info.halo(scene.ratio)
-    h, w = scene.out_shape
-    specs = plan_tiles(h, w, tile, halo)
-    total = sum(s.pixels for s in specs)
-    nthreads = threads or default_threads()
-    reader = TileReader(scene, ctx, resampling=resampling, dtype=dtype, stats=stats)
-    report = progress or (lambda phase, done, tot: None)
     try:
-        coeffs = None
-        if entry.info.needs_fit:
-            totals: dict[str, Any] = {}
-            done = [0]
-
-            def fit_consume(spec: TileSpec, part: dict[str, Any]) -> None:
-                sum_partials(totals, part)
-                done[0] += spec.pixels
-                report("fit", done[0], total)
-
-            report("fit", 0, total)
-
-            # in tile order: float sums added in completion order differ in their last bits
-            # from run to run, and so could a pixel (tiling.engine.parallel_map)
-            def fit(spec: TileSpec) -> dict[str, Any]:
-                return method.fit_tile(reader.read(spec))
-
-            parallel_map(specs, fit, fit_consume, nthreads, ordered=True)
-            coeffs = method.fit_finish(totals, ctx)
-
-        def work(spec: TileSpec) -> Any:
-            t: Tile = reader.read(spec)
-            out = method.apply(t, coeffs)
-            fused, valid = out[(slice(None), *t.core)], t.valid[t.core]
-            return (post(spec, fused, valid),) if post else (fused, valid)
-
-        done2 = [0]
-
-        def consume(spec: TileSpec, res: tuple[Any, ...]) -> None:
-            sink(spec, *res)
-            done2[0] += spec.pixels
-            report("fuse", done2[0], total)
-
-        report("fuse", 0, total)
-        parallel_map(specs, work, consume, nthreads, max_inflight=nthreads + 2)
-    finally:
-        reader.close()
+        scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
+        sensor = resolve_sensor(scene, opts.sensor)
+        ctx = build_context(scene, sensor, opts, None)
+        context = PrepareContext(ctx, sensor.name, None, opts.run_settings())
+        check(opts.method, scene, context)
+    except PansharpError:
+        return False
+    return True
 
 
 def to_output(
@@ -314,24 +253,33 @@ def fuse_files(
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS="1"):
         scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
         sensor = resolve_sensor(scene, opts.sensor)
-        check_method(get_entry(opts.method).info, scene)
+        check_bands_and_ratio(get_entry(opts.method).info, scene.n_bands, scene.ratio)
         depth = decide_bit_depth(scene, sensor, opts.bit_depth)
         bit_depth = depth.bits
         ctx = build_context(scene, sensor, opts, bit_depth)
         out_dtype = opts.dtype or scene.dtype
         nodata = output_nodata(scene, out_dtype)
         h, w = scene.out_shape
+        settings = opts.run_settings()
+        stats = LevelStats()
+        context = context_for(
+            scene,
+            ctx,
+            sensor.name,
+            settings,
+            resampling=opts.resampling,
+            tile=opts.tile,
+            threads=nthreads,
+            progress=progress,
+            stats=stats,
+        )
+        prepared = prepare(opts.method, scene, context)  # weights checked before any output
         tags = {
             "PANSHARP_METHOD": opts.method,
             "PANSHARP_SENSOR": sensor.name,
             "PANSHARP_RATIO": str(scene.ratio),
+            **prepared.tags(),
         }
-        deep = None
-        if get_entry(opts.method).info.family == "deep":  # weights checked before any output
-            from tiling.deep import load_for_fuse
-
-            deep = load_for_fuse(scene, sensor.name, opts, bit_depth)
-            tags.update(deep.tags())
         if bit_depth:
             tags["PANSHARP_BIT_DEPTH"] = str(bit_depth)
         descriptions = _descriptions(scene, sensor)
@@ -351,7 +299,6 @@ def fuse_files(
             out, spec, overwrite=opts.overwrite, creation_options=creation, tile=opts.tile
         )
         clip_max = ctx.max_value if np.dtype(out_dtype).kind in "iu" else None
-        stats = LevelStats()
         with writer:
 
             def encode(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> Any:
@@ -361,17 +308,17 @@ def fuse_files(
             def sink(spec: TileSpec, encoded: Any) -> None:
                 writer.put(encoded)
 
-            run_method(
+            execute(
                 scene,
-                opts.method,
+                prepared,
                 ctx,
                 sink,
+                settings=settings,
                 resampling=opts.resampling,
                 tile=opts.tile,
                 threads=nthreads,
                 progress=progress,
                 post=encode,
-                deep=deep,
                 stats=stats,
             )
             if stats.valid == 0:
@@ -384,9 +331,7 @@ def fuse_files(
             writer.commit()
             if progress:
                 progress("write", 1, 1)
-    warnings = radiometry_warnings(scene, stats)
-    if deep is not None:
-        warnings += deep.warnings
+    warnings = radiometry_warnings(scene, stats) + list(prepared.warnings)
     return FuseResult(
         output=str(out),
         method=opts.method,

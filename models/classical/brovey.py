@@ -23,7 +23,8 @@ import numpy as np
 
 from models.base import ClassicalMethod, Tile
 from models.classical.guards import modulation
-from models.registry import ModelInfo, register_model
+from models.classical.method import register_classical
+from models.registry import ModelInfo
 
 
 def pseudo_pan(ms: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
@@ -31,7 +32,7 @@ def pseudo_pan(ms: np.ndarray, weights: tuple[float, ...]) -> np.ndarray:
     return np.tensordot(np.asarray(weights, dtype=ms.dtype), ms, axes=1)
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="brovey",
         title="Brovey (GDAL-compatible weighted)",

@@ -26,7 +26,8 @@ from models.classical.common import (
 from models.classical.cs import ms_pan_sums
 from models.classical.guards import min_side, modulation, require_pixels
 from models.classical.histogram import histogram, minimum, percentile
-from models.registry import ModelInfo, register_model
+from models.classical.method import register_classical
+from models.registry import ModelInfo
 from physics.mtf import MTF_HALF
 
 Coeffs = dict[str, Any]
@@ -36,7 +37,7 @@ BTH_HAZE_4 = (0.95, 0.45, 0.40, 0.05)
 BTH_PERCENTILE = 1.0
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="bt-h",
         title="BT-H (Brovey with haze correction)",

@@ -36,7 +36,8 @@ from models.classical.common import (
     zero_invalid,
 )
 from models.classical.guards import count_sums, min_side, require_pixels
-from models.registry import ModelInfo, register_model
+from models.classical.method import register_classical
+from models.registry import ModelInfo
 
 Coeffs = dict[str, Any]
 
@@ -110,7 +111,7 @@ class _IntensityEqualised(ClassicalMethod):
         return cs_apply(tile, coeffs)
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="ihs",
         title="IHS (fast IHS, band-mean intensity)",
@@ -129,7 +130,7 @@ class IHS(_IntensityEqualised):
         return np.full(ctx.n_bands, 1.0 / ctx.n_bands)
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="gihs",
         title="GIHS (generalised IHS, spectral-weight intensity)",
@@ -137,7 +138,6 @@ class IHS(_IntensityEqualised):
         reference="Tu et al., IEEE GRSL 2004; Vivone et al., IEEE GRSM 2021",
         halo=lambda ratio: 0,
         needs_fit=True,
-        needs_weights=True,
     )
 )
 class GIHS(_IntensityEqualised):
@@ -152,7 +152,7 @@ class GIHS(_IntensityEqualised):
         return w / w.sum()
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="pca",
         title="PCA (principal component substitution)",
@@ -192,7 +192,7 @@ class PCA(ClassicalMethod):
         return cs_apply(tile, coeffs)
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="gs",
         title="GS (Gram-Schmidt, band-mean intensity)",
@@ -233,7 +233,7 @@ def gsa_halo(ratio: int) -> int:
     return starck_murtagh_half(ratio) + ratio
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="gsa",
         title="GSA (Gram-Schmidt adaptive)",

@@ -26,7 +26,8 @@ from models.classical.common import (
     zero_invalid,
 )
 from models.classical.guards import count_sums, min_side, modulation, require_pixels
-from models.registry import ModelInfo, register_model
+from models.classical.method import register_classical
+from models.registry import ModelInfo
 from physics.mtf import MTF_HALF, mtf_filter, mtf_filter_bands
 
 Coeffs = dict[str, Any]
@@ -37,7 +38,7 @@ def bdsd_halo(ratio: int) -> int:
     return MTF_HALF * ratio + ratio
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="bdsd-pc",
         title="BDSD-PC (band-dependent spatial detail, physically constrained)",
@@ -107,7 +108,7 @@ def pracs_halo(ratio: int) -> int:
     return bicubic_reach(ratio)
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="pracs",
         title="PRACS (partial replacement adaptive CS)",

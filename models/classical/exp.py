@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from models.base import ClassicalMethod, Tile
-from models.registry import ModelInfo, register_model
+from models.classical.method import register_classical
+from models.registry import ModelInfo
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="exp",
         title="EXP (23-tap interpolation)",

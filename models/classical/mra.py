@@ -37,7 +37,8 @@ from models.classical.common import (
     zero_invalid,
 )
 from models.classical.guards import count_sums, min_side, modulation, require_pixels
-from models.registry import ModelInfo, register_model
+from models.classical.method import register_classical
+from models.registry import ModelInfo
 from physics.mtf import MTF_HALF
 
 
@@ -99,7 +100,7 @@ def sfim_size(ratio: int) -> int:
     return ratio + 1 if ratio % 2 == 0 else ratio
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="sfim",
         title="SFIM (smoothing filter-based intensity modulation)",
@@ -166,7 +167,7 @@ class _GLPEqualised(ClassicalMethod):
         return ms, pan_eq, low
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="mtf-glp",
         title="MTF-GLP (additive injection)",
@@ -190,7 +191,7 @@ class MTFGLP(_GLPEqualised):
         return out_dtype(tile, ms + pan_eq - low)
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="mtf-glp-hpm",
         title="MTF-GLP-HPM (high-pass modulation)",
@@ -218,7 +219,7 @@ class MTFGLPHPM(_GLPEqualised):
         return out_dtype(tile, ms * modulation(pan_eq, low))
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="mtf-glp-fs",
         title="MTF-GLP-FS (full-scale regression gains)",
@@ -265,7 +266,7 @@ def awlp_halo(ratio: int) -> int:
     return max(starck_murtagh_half(ratio), bicubic_reach(ratio)) + ratio
 
 
-@register_model(
+@register_classical(
     ModelInfo(
         name="awlp",
         title="AWLP (additive wavelet luminance proportional)",

@@ -17,19 +17,14 @@ GaoFen-2, Landsat 8 B2-B5); ``extra["params_8_bands"]`` gives WorldView-2/3's.
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from typing import Any
 
+from models.deep.method import check_network, prepare_network
 from models.registry import ModelInfo, register_model
 
-# Large CPU tensors on transparent huge pages (PyTorch's THP_MEM_ALLOC_ENABLE, read when
-# torch first allocates; set here because torch is imported lazily, after this package).
-# Without it the kernel faults in and zeroes every 4 KiB page of every activation: a
-# FusionNet forward pass on a 1024^2 patch spent 15.6 s in the kernel for 10.9 s of
-# compute, 2.45 s per patch; with it 3.7-5.2 s and 1.1-1.4 s per patch (2 cores). A
-# value the user exported wins.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+#: The run settings a single-pass network uses (models.protocol.RUN_OPTIONS).
+DEEP_RUN_OPTIONS = ("weights", "device", "batch_size", "precision", "tile", "overlap")
 
 NORMALISATION = "divide by 2^bit_depth - 1 (inputs and output in [0, 1]); output scaled back"
 LICENCE = "MIT (pansharp implementation of the published architecture; no upstream code)"
@@ -78,6 +73,9 @@ def _register(
         min_bands=1,
         max_bands=None,
         needs_weights=True,
+        trainable=True,
+        run_options=DEEP_RUN_OPTIONS,
+        torch=True,
         normalisation=NORMALISATION,
         licence=LICENCE,
         params=params,
@@ -91,7 +89,7 @@ def _register(
             **extra,
         },
     )
-    register_model(info)(_lazy_factory(name, cls))
+    register_model(info, check=check_network, prepare=prepare_network)(_lazy_factory(name, cls))
 
 
 _register(

@@ -1,0 +1,176 @@
+"""The single-pass networks in the method protocol (:mod:`models.protocol`).
+
+``check``: the weights file (``--weights FILE``, else the registry's default for model
+and sensor) and its card against the scene's bands, ratio and sensor, from the
+safetensors header alone, so weights that do not fit are refused before torch is
+imported (~3 s, ~280 MB). ``prepare``: torch, the device and the tensors; a scene bit
+depth other than the weights' is only warned about (the data may still be in the same
+range). ``apply``: one forward pass over a batch of normalised patches.
+
+Memory per pixel (``--batch-size auto``, the CPU patch cap) is estimated from the
+network's own layers (:func:`patch_bytes`), so a new network needs no table entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.protocol import BLENDED, MethodSpec, PatchBatch, PrepareContext, RunSettings
+from models.registry import Entry
+from tiling import patches
+
+
+@dataclass
+class DeepModel:
+    """A network with its weights loaded, on its device, and the card it came with."""
+
+    name: str
+    model: Any  # torch.nn.Module (torch is imported lazily)
+    card: Any  # models.deep.card.WeightsCard
+    path: Path
+    device: Any  # torch.device
+    halo: int
+    settings: RunSettings = field(default_factory=RunSettings)
+    global_context: bool = False  # pooled statistics: tiles differ slightly, blend wider
+    warnings: list[str] = field(default_factory=list)  # for the run's summary and JSON
+
+    @property
+    def scale(self) -> float:
+        """The weights' normalisation: DN / (2^bit_depth - 1), or the card's own scale."""
+        from models.deep.runtime import scale_for
+
+        card = self.card
+        return scale_for(card.bit_depth) if card.bit_depth is not None else float(card.scale or 1)
+
+    @property
+    def spec(self) -> MethodSpec:
+        n = int(self.card.kwargs.get("n_bands", 1)) if self.card is not None else 1
+        half = self.device.type == "cuda" and self.settings.precision != "fp32"
+        return MethodSpec(
+            halo=self.halo,
+            tiling=BLENDED,
+            scale=self.scale,
+            bytes_per_pixel=patch_bytes(self.model, n, (1, 1), 2 if half else 4),
+            map_bytes_per_pixel=4 * largest_map(self.model, n),
+            global_context=self.global_context,
+        )
+
+    def tags(self) -> dict[str, str]:
+        """Output metadata: which weights made the image."""
+        return {
+            "PANSHARP_WEIGHTS": self.path.name,
+            "PANSHARP_WEIGHTS_SENSOR": str(self.card.sensor),
+            "PANSHARP_WEIGHTS_STEPS": str(self.card.steps),
+        }
+
+    def apply(self, batch: PatchBatch) -> np.ndarray:
+        """The network on normalised inputs; normalised output (N, B, P, P) float32.
+
+        Only the forward pass runs here (the executor's critical path): inputs were
+        normalised by the reader, the output is rescaled by the writer while blending.
+        On the CPU, inputs and output are shared with torch without copies.
+        """
+        import torch
+
+        from models.deep.runtime import autocast
+
+        with torch.inference_mode(), autocast(self.device, self.settings.precision):
+            x = torch.from_numpy(batch.ms).to(self.device)
+            y = torch.from_numpy(batch.pan).to(self.device)
+            return self.model(x, y).float().cpu().numpy()
+
+
+def fitting_weights(scene: Any, name: str, sensor_name: str, weights: str | None) -> Path:
+    """The weights file for model ``name`` on ``scene`` (``weights`` or the shipped
+    default), its card checked against the scene's bands, ratio and sensor from the
+    safetensors header alone, without torch; raises naming every mismatch."""
+    from models.deep.weights import check_card, read_card, resolve_weights
+
+    path = resolve_weights(weights, name, sensor_name)
+    check_card(read_card(path), path, name, scene.n_bands, scene.ratio, sensor_name)
+    return Path(path)
+
+
+def check_network(entry: Entry, scene: Any, context: PrepareContext) -> None:
+    """Weights that fit, and patch settings that can be planned, before any output."""
+    s = context.settings
+    fitting_weights(scene, entry.info.name, context.sensor, s.weights)
+    if s.tile is not None or s.overlap is not None:
+        patches.plan_patches(*scene.out_shape, entry.info.halo(scene.ratio), s.tile, s.overlap)
+
+
+def prepare_network(entry: Entry, scene: Any, context: PrepareContext) -> DeepModel:
+    """Load the weights on the device (:func:`check_network` has vetted them)."""
+    from models.deep.runtime import check_precision, select_device
+    from models.deep.weights import load_weights
+
+    s = context.settings
+    info = entry.info
+    path = fitting_weights(scene, info.name, context.sensor, s.weights)
+    check_precision(s.precision)
+    device = select_device(s.device)
+    model, card = load_weights(
+        path, info.name, scene.n_bands, scene.ratio, context.sensor, device=device
+    )
+    model.eval()  # no dropout or batch statistics at inference, whoever built it
+    warnings = []
+    bit_depth = context.bit_depth
+    if card.bit_depth and bit_depth and card.bit_depth != bit_depth:
+        warnings.append(
+            f"weights {path.name} were trained on {card.bit_depth}-bit data, the scene is "
+            f"{bit_depth}-bit; pass --bit-depth if that is wrong"
+        )
+    halo = int(getattr(model, "halo", info.halo(scene.ratio)))
+    glob = bool(info.extra.get("global_context")) and card.kwargs.get("global_bias") is not False
+    return DeepModel(info.name, model, card, Path(path), device, halo, s, glob, warnings)
+
+
+# -- memory -----------------------------------------------------------------------------
+def map_widths(model: Any, n_bands: int) -> tuple[int, int]:
+    """(widest convolution output, or the band count; largest ``transient_channels`` a
+    module declares): the channel counts that set a forward pass's memory per pixel."""
+    from torch import nn
+
+    modules = list(model.modules())
+    widest = max([m.out_channels for m in modules if isinstance(m, nn.Conv2d)] + [n_bands])
+    transient = max([int(getattr(m, "transient_channels", 0)) for m in modules] + [0])
+    return widest, transient
+
+
+def largest_map(model: Any, n_bands: int) -> int:
+    """Channels of the largest single activation (LAGConv's transient: its tap maps,
+    allocated as two halves)."""
+    conv, transient = map_widths(model, n_bands)
+    return max(conv, transient // 2)
+
+
+def patch_bytes(model: Any, n_bands: int, shape: tuple[int, int], bytes_per_value: int) -> int:
+    """Rough peak memory of one patch in a forward pass (inference: no stored activations).
+
+    Six maps of the widest convolution (input, output, residual, ReLU and the allocator's
+    slack) plus the inputs and output, plus the largest transient a module declares
+    (``transient_channels``: LAGConv's k^2 x C_out tap responses). Measured peaks per
+    pixel of the five baselines stay below it (tests/test_deep_memory.py).
+    """
+    widest, transient = map_widths(model, n_bands)
+    px = shape[0] * shape[1]
+    return int((6 * widest + transient + 3 * n_bands + 1) * px * bytes_per_value)
+
+
+def auto_batch(
+    model: Any, device: Any, n_bands: int, shape: tuple[int, int], precision: str
+) -> int:
+    """``--batch-size auto`` for ``model``: :func:`tiling.patches.batch_for_memory` with
+    its :func:`patch_bytes` per pixel."""
+    half = device.type == "cuda" and precision != "fp32"
+    per_px = patch_bytes(model, n_bands, (1, 1), 2 if half else 4)
+    return patches.batch_for_memory(per_px, device, shape)
+
+
+def cpu_patch_cap(model: Any, n_bands: int, overlap: int) -> int | None:
+    """:func:`tiling.patches.cpu_patch_cap` for ``model``'s largest activation."""
+    return patches.cpu_patch_cap(4 * largest_map(model, n_bands), overlap)
