@@ -1,8 +1,9 @@
 """``pansharp train -m MODEL SCENES... --sensor S -o WEIGHTS.safetensors``.
 
-Thin: reads the pairs with :mod:`raster.pairs`, trains with :func:`models.deep.train.train`
-and shows a progress bar with the loss and the validation score (the library only
-reports through a callback).
+Thin: opens the pairs with :func:`models.deep.readers.open_file_pairs` (headers only: the
+sampler reads one window per patch, so memory follows the batch, not the scenes), trains
+with :func:`models.deep.train.train` and shows a progress bar with the loss and the
+validation score (the library only reports through a callback).
 """
 
 from __future__ import annotations
@@ -24,8 +25,14 @@ from rich.progress import (
 )
 
 from errors import OptionError, OutputError
-from models.registry import model_names
+from models.deep.objectives import DEFAULT_OBJECTIVE, objective_names
+from models.registry import get_entry, model_names
 from pansharp_cli.progress import freeze_imports, stderr, stop_bar
+
+
+def _trainable() -> list[str]:
+    """Models ``train`` can fit: the registry's ``trainable`` capability."""
+    return [n for n in model_names() if get_entry(n).info.trainable]
 
 
 def _val_text(val: dict[str, Any] | None) -> str:
@@ -97,7 +104,7 @@ def train(
     ],
     model: Annotated[
         str,
-        typer.Option("--model", "-m", help=f"Deep model: {', '.join(model_names('deep'))}."),
+        typer.Option("--model", "-m", help=f"Deep model: {', '.join(_trainable())}."),
     ],
     sensor: Annotated[str, typer.Option(help="Sensor preset of the scenes (MTF, band names).")],
     output: Annotated[str, typer.Option("--output", "-o", help="Weights file (.safetensors).")],
@@ -134,21 +141,27 @@ def train(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
     ] = False,
+    objective: Annotated[
+        str, typer.Option(help=f"Training loss: {', '.join(objective_names())}.")
+    ] = DEFAULT_OBJECTIVE,
 ) -> None:
     """Train a deep model on your own PAN/MS scenes (Wald's protocol) and save its weights."""
+    from models.deep.objectives import get_objective
+    from models.deep.readers import open_file_pairs
     from models.deep.train import train as train_model
-    from models.registry import get_entry
     from pansharp_cli.georef import acknowledge_missing_georeference
     from physics.sensors import get_sensor
     from raster.cog import check_destination
-    from raster.pairs import expand_specs, read_training_pairs
+    from raster.pairs import expand_specs
 
     acknowledge_missing_georeference(ratio)
     entry = get_entry(model)
-    if entry.info.family != "deep":
+    if not entry.info.trainable:
         raise OptionError(
-            f"-m {model} is not a deep model; trainable: {', '.join(model_names('deep'))}"
+            f"-m {model} is not a deep model with trainable weights; trainable: "
+            f"{', '.join(_trainable())}"
         )
+    goal = get_objective(objective)
     if not output.endswith(".safetensors"):
         raise OptionError(
             f"-o {output}: weights are written as safetensors; end it in .safetensors"
@@ -162,30 +175,36 @@ def train(
             ) from None
     sensor_obj = get_sensor(sensor)
     specs = expand_specs(scenes)
-    data = read_training_pairs(specs, sensor_obj, ratio=ratio, bit_depth=bit_depth, nodata=nodata)
-    with train_bar(quiet, steps, time_limit) as progress:
-        result = train_model(
-            entry.info.name,
-            data.pairs,
-            sensor_obj,
-            data.ratio,
-            output,
-            steps=steps,
-            epochs=epochs,
-            time_limit=time_limit,
-            patch=patch,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            val_fraction=val_fraction,
-            resume=resume,
-            checkpoint_every=checkpoint_every,
-            progress=progress,
-            device=device,
-            bit_depth=data.bit_depth,
-            scene_names=data.names,
-            band_names=data.band_names,
-        )
+    data = open_file_pairs(specs, sensor_obj, ratio=ratio, bit_depth=bit_depth, nodata=nodata)
+    try:
+        with train_bar(quiet, steps, time_limit) as progress:
+            result = train_model(
+                entry.info.name,
+                data.pairs,
+                sensor_obj,
+                data.ratio,
+                output,
+                steps=steps,
+                epochs=epochs,
+                time_limit=time_limit,
+                patch=patch,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                val_fraction=val_fraction,
+                resume=resume,
+                checkpoint_every=checkpoint_every,
+                progress=progress,
+                device=device,
+                bit_depth=data.bit_depth,
+                scene_names=data.names,
+                band_names=data.band_names,
+                objective=goal,
+            )
+    finally:
+        for pair in data.pairs:
+            pair.close()
+
     summary = {
         "weights": str(result.weights),
         "checkpoint": str(result.checkpoint),

@@ -1,10 +1,15 @@
 """Training the deep models by Wald's protocol, with checkpoints and resume; no printing.
 
-:func:`train` takes (PAN, MS) numpy pairs already read by the caller, degrades them
-(:mod:`models.deep.data`), and fits the network with an L1 loss (the loss of most recent
+:func:`train` is one loop for every objective and every kind of input: a seeded
+random-window sampler (:mod:`models.deep.sampler`) draws each step's patches from the
+training area - from (PAN, MS) arrays degraded whole (:mod:`models.deep.data`), or from
+pairs read and degraded one window at a time (:mod:`models.deep.readers`), so a huge
+scene trains in memory set by the batch - and the objective
+(:mod:`models.deep.objectives`, default ``wald-l1``: the L1 loss of most recent
 pansharpening networks, less sensitive than L2 to the rare large residuals of clouds
-and saturated pixels), AdamW, a linear warm-up then a cosine learning-rate decay, all
-seeded. Progress goes to a ``progress(dict)`` callback so the CLI decides what to show.
+and saturated pixels) scores the network's output; AdamW, a linear warm-up then a
+cosine learning-rate decay, all seeded. Progress goes to a ``progress(dict)`` callback
+so the CLI decides what to show.
 
 Checkpoints (every ``checkpoint_every`` steps and at the end) are two safetensors files
 next to the output, never pickles: ``<out>.ckpt.safetensors`` is a normal weights file
@@ -28,12 +33,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from errors import OptionError, WeightsError
 from models.deep.card import WeightsCard, read_card
-from models.deep.data import WaldScene, grid_patches, prepare_scenes, sample_batch, split_scenes
+from models.deep.objectives import DEFAULT_OBJECTIVE, WALD, Objective, TrainBatch, get_objective
+from models.deep.readers import PairReader
 from models.deep.runtime import (
     autocast,
     check_precision,
@@ -42,6 +47,13 @@ from models.deep.runtime import (
     scale_for,
     select_device,
 )
+from models.deep.sampler import (
+    WindowSampler,
+    area_positions,
+    open_sources,
+    split_windows,
+    validation_patches,
+)
 from models.deep.weights import (
     check_card,
     check_tensors,
@@ -49,19 +61,23 @@ from models.deep.weights import (
     save_tensors,
     save_weights,
 )
-from models.registry import create_model, get_entry
+from models.registry import create_model, get_entry, model_names
 from physics.sensors import Sensor, get_sensor
 
 __all__ = [
+    "Pair",
     "TrainResult",
     "checkpoint_paths",
     "predict",
     "run_with_oom_fallback",
     "select_device",
     "train",
+    "trainable_models",
 ]
 
 Progress = Callable[[dict[str, Any]], None]
+#: A training pair: (PAN (H, W), MS (B, h, w)) arrays, or a reader streaming windows.
+Pair = tuple[np.ndarray, np.ndarray] | PairReader
 
 DEFAULT_BATCH = 16
 DEFAULT_LR = 5e-4
@@ -103,15 +119,14 @@ def _resume_paths(resume: Path | str) -> tuple[Path, Path]:
     return w, o
 
 
-def _bit_depth(
-    bit_depth: int | None, sensor: Sensor, pairs: Sequence[tuple[np.ndarray, np.ndarray]]
-) -> int | None:
+def _bit_depth(bit_depth: int | None, sensor: Sensor, pairs: Sequence[Pair]) -> int | None:
     """Explicit value, else the sensor preset's, else the integer dtype's width."""
     if bit_depth is not None:
         return int(bit_depth)
     if sensor.bit_depth is not None:
         return sensor.bit_depth
-    dt = np.asarray(pairs[0][1]).dtype
+    first = pairs[0]
+    dt = np.asarray(first[1]).dtype if isinstance(first, tuple) else first.ms_dtype
     if np.issubdtype(dt, np.integer):
         return dt.itemsize * 8
     raise OptionError(
@@ -204,9 +219,14 @@ def _load_optimizer(path: Path, opt: torch.optim.Optimizer) -> dict[str, Any]:
     return trainer
 
 
+def trainable_models() -> list[str]:
+    """Names ``pansharp train`` can fit (registry capability ``trainable``)."""
+    return [n for n in model_names() if get_entry(n).info.trainable]
+
+
 def train(
     model_name: str,
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    pairs: Sequence[Pair],
     sensor: str | Sensor,
     ratio: int,
     out_path: Path | str,
@@ -232,22 +252,39 @@ def train(
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     progress_every: int = 10,
     max_val_patches: int = 64,
+    objective: str | Objective = DEFAULT_OBJECTIVE,
 ) -> TrainResult:
     """Train ``model_name`` on ``pairs`` by Wald's protocol and write weights + card.
 
-    ``pairs``: (PAN (H, W), MS (B, h, w)) arrays in DN, one per scene; whole scenes are
-    held out for validation (``val_fraction``). Stops at the first of ``steps``,
-    ``epochs`` (one epoch = as many patches as the training scenes hold pixels /
-    ``patch``^2) and ``time_limit`` seconds (of this call); ``resume`` continues a
-    checkpoint, counting ``steps``/``epochs`` from the start of the first run.
-    ``progress`` receives dicts with at least ``step``, ``loss`` (mean L1 since the last
-    call, normalised units) and ``val`` (dict of metrics, or None between validations).
+    ``pairs``: per scene, (PAN (H, W), MS (B, h, w)) arrays in DN, degraded whole in
+    memory, or a :class:`~models.deep.readers.PairReader` (e.g. a
+    :class:`~models.deep.readers.FilePair`) whose windows are read and degraded one
+    patch at a time (:mod:`models.deep.sampler`), so memory follows the batch, not the
+    scene. Both give the same patches for the same windows. Whole scenes are held out
+    for validation (``val_fraction``), or a band of rows of a single scene. Stops at
+    the first of ``steps``, ``epochs`` (one epoch = as many patches as the training
+    area holds patch positions / ``patch``^2; positions touching nodata included, as a
+    streamed scene's nodata is only known where it is read) and ``time_limit`` seconds
+    (of this call); ``resume`` continues a checkpoint, counting ``steps``/``epochs``
+    from the start of the first run. ``objective`` names the loss
+    (:mod:`models.deep.objectives`, default ``wald-l1``). ``progress`` receives dicts
+    with at least ``step``, ``loss`` (mean loss since the last call, normalised units)
+    and ``val`` (dict of metrics, or None between validations).
     """
     t0 = time.monotonic()
     entry = get_entry(model_name)
-    if entry.info.family != "deep":
-        raise OptionError(f"-m {model_name} is not a deep model; nothing to train")
+    if not entry.info.trainable:
+        raise OptionError(
+            f"-m {model_name} is not a deep model with trainable weights; nothing to train "
+            f"(trainable: {', '.join(trainable_models())})"
+        )
     model_name = entry.info.name
+    goal = get_objective(objective)
+    if goal.data != WALD:
+        raise OptionError(
+            f"--objective {goal.name} needs {goal.data!r} patches, which the sampler does "
+            f"not make yet; use --objective {DEFAULT_OBJECTIVE}"
+        )
     if ratio < 2 or ratio & (ratio - 1):
         raise OptionError(f"--ratio must be a power of two >= 2 (23-tap EXP), got {ratio}")
     if steps is None and epochs is None and time_limit is None:
@@ -262,24 +299,24 @@ def train(
         )
     precision = check_precision(precision)
     sensor_obj = sensor if isinstance(sensor, Sensor) else get_sensor(sensor)
+    if len(pairs) == 0:
+        raise OptionError("no training pairs given")
     depth = _bit_depth(bit_depth, sensor_obj, pairs)
     scale = scale_for(depth)
     dev = select_device(device)
 
-    scenes = prepare_scenes(pairs, sensor_obj.gains, ratio, scale, scene_names, nodata)
-    n_bands = scenes[0].ms_up.shape[0]
-    train_scenes, val_scenes = split_scenes(scenes, val_fraction, seed)
-    counts = np.array([s.count_valid(patch) for s in train_scenes], dtype=np.float64)
-    if counts.sum() == 0:
-        largest = max(s.shape for s in train_scenes)
+    sources = open_sources(pairs, sensor_obj.gains, ratio, scale, scene_names, nodata)
+    n_bands = sources[0].n_bands
+    split = split_windows(sources, val_fraction, seed, patch, ratio)
+    positions = area_positions(split.train, patch)
+    if positions == 0:
+        largest = max(sources[i].shape for i, _ in split.train)
         raise OptionError(
             f"--patch {patch} does not fit in any training scene free of nodata (largest "
             f"degraded scene {largest[0]}x{largest[1]}); use a smaller --patch"
         )
-    used: list[WaldScene] = [s for s, c in zip(train_scenes, counts, strict=True) if c > 0]
-    probs = counts[counts > 0] / counts.sum()
-    val = grid_patches(val_scenes, patch, max_val_patches)
-    steps_per_epoch = max(1, math.ceil(counts.sum() / patch**2 / batch_size))
+    val = validation_patches(sources, split.val, patch, max_val_patches)
+    steps_per_epoch = max(1, math.ceil(positions / patch**2 / batch_size))
     targets = [int(steps)] if steps is not None else []
     if epochs is not None:
         targets.append(max(1, math.ceil(epochs * steps_per_epoch)))
@@ -287,6 +324,7 @@ def train(
 
     ckpt = checkpoint_paths(out_path)
     rng = np.random.default_rng(seed)
+    sampler = WindowSampler(sources, split.train, patch, rng)
     step, elapsed_before, val_history = 0, 0.0, []
     resumed_from: str | None = None
     torch.manual_seed(seed)
@@ -327,8 +365,9 @@ def train(
     if band_names is not None and len(band_names) != n_bands:
         raise OptionError(f"{len(band_names)} band names for {n_bands} MS bands")
     history: list[dict[str, Any]] = []
-    names = [s.name for s in scenes]
+    names = [s.name for s in sources]
     saved: dict[str, Any] = {"step": -1, "val": None}
+    streamed = any(not isinstance(p, tuple) for p in pairs)
 
     def card_now(validation: dict[str, Any] | None) -> WeightsCard:
         return WeightsCard(
@@ -339,15 +378,18 @@ def train(
             ratio=ratio,
             bit_depth=depth,
             scale=scale,
-            training_scenes=[s.name for s in train_scenes],
+            training_scenes=split.train_names,
             steps=step,
             training={
                 "protocol": "Wald (physics.degrade.wald_pair, interp23 input)",
-                "val_scenes": [s.name for s in val_scenes],
+                "val_scenes": split.val_names,
+                "val_rows": split.val_rows,
                 "patch": patch,
                 "batch_size": batch_size,
                 "epochs": round(step / steps_per_epoch, 4),
-                "loss": "L1",
+                "objective": goal.name,
+                "loss": goal.card,
+                "sampler": "random windows, read per window" if streamed else "random windows",
                 "optimizer": f"AdamW(lr={lr}, weight_decay={weight_decay})",
                 "schedule": "linear warm-up, cosine decay to 1 %",
                 "seed": seed,
@@ -358,7 +400,10 @@ def train(
                 "resumed_from": resumed_from,
             },
             validation=validation
-            or {"note": "no held-out scene: give >= 2 pairs and val_fraction > 0"},
+            or {
+                "note": "no held-out scene: give >= 2 pairs (or one taller than the patch, "
+                "its halo and the held-out rows) and val_fraction > 0"
+            },
         )
 
     def emit(info: dict[str, Any]) -> None:
@@ -387,13 +432,18 @@ def train(
         run_elapsed = time.monotonic() - t0
         if (total is not None and step >= total) or (time_limit and run_elapsed >= time_limit):
             break
-        ms, pan, tgt = sample_batch(rng, used, probs, patch, batch_size)
+        ms, pan, tgt = sampler.batch(batch_size)
         cur_lr = _lr_at(step, lr, total, run_elapsed, time_limit)
         for group in opt.param_groups:
             group["lr"] = cur_lr
+        batch = TrainBatch(
+            torch.from_numpy(ms).to(dev),
+            torch.from_numpy(pan).to(dev),
+            torch.from_numpy(tgt).to(dev),
+        )
         with autocast(dev, precision):
-            out = model(torch.from_numpy(ms).to(dev), torch.from_numpy(pan).to(dev))
-        loss = F.l1_loss(out.float(), torch.from_numpy(tgt).to(dev))
+            out = model(batch.ms_up, batch.pan)
+        loss = goal.loss(out.float(), batch)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
