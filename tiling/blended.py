@@ -51,8 +51,11 @@ _DONE = object()
 class _Reader:
     """Reader thread: reads patches in row-major order, stacks batches into a bounded queue."""
 
-    def __init__(self, reader: TileReader, plan: PatchPlan, batch: int, scale: float) -> None:
+    def __init__(
+        self, reader: TileReader, plan: PatchPlan, batch: int, scale: float, lowres: bool = False
+    ) -> None:
         self.reader, self.plan, self.batch = reader, plan, batch
+        self.lowres = lowres
         self.scale = np.float32(scale)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
         self.stop = threading.Event()
@@ -111,6 +114,8 @@ class _Reader:
         ms = np.empty((n, b, ph, pw), dtype=np.float32)
         pan = np.empty((n, 1, ph, pw), dtype=np.float32)
         valid, origins = [], []
+        ratio = self.reader.scene.ratio
+        lr = np.empty((n, b, -(-ph // ratio), -(-pw // ratio)), np.float32) if self.lowres else None
         for k, (i, j) in enumerate(ids):
             spec = self.plan.spec(i, j)
             t = self.reader.read(spec)
@@ -118,12 +123,14 @@ class _Reader:
             pan[k, 0] = t.pan
             valid.append(t.valid)
             origins.append((spec.row - spec.halo, spec.col - spec.halo))
+            if lr is not None:
+                lr[k] = _fixed_count(t.samples(t.ms), lr.shape[2:])
         # The weights' normalisation, done here (off the forward pass's thread), in place;
         # non-finite values (float nodata) become 0 so they cannot spread through the net.
-        for arr in (ms, pan):
+        for arr in (ms, pan) if lr is None else (ms, pan, lr):
             np.divide(arr, self.scale, out=arr)
             np.nan_to_num(arr, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return PatchBatch(ids, origins, ms, pan, valid)
+        return PatchBatch(ids, origins, ms, pan, valid, lr)
 
     def batches(self) -> Iterator[PatchBatch]:
         while True:
@@ -168,8 +175,9 @@ class _Blender:
         self.index = 0
 
     def _window(self, i: int, j: int) -> np.ndarray:
-        nr, nc = len(self.plan.rows.starts), len(self.plan.cols.starts)
-        key = (min(i, 1) + (i == nr - 1) * 2, min(j, 1) + (j == nc - 1) * 2)
+        r, c = self.plan.rows, self.plan.cols
+        nr, nc = len(r.starts), len(c.starts)
+        key = (min(i, 1) + (i == nr - 1) * 2, min(j, 1) + (j == nc - 1) * 2, r.lead(i), c.lead(j))
         w = self._windows.get(key)
         if w is None:
             w = self._windows[key] = self.plan.window(i, j)
@@ -178,7 +186,7 @@ class _Blender:
     def add(self, i: int, j: int, out: np.ndarray, valid: np.ndarray) -> None:
         """Blend patch (i, j)'s output (B, P, P) in; flush when its patch row is complete."""
         r, c = self.plan.rows, self.plan.cols
-        m_r, m_c = r.margin, c.margin
+        m_r, m_c = r.lead(i), c.lead(j)
         core_r = slice(m_r, m_r + r.core)
         core_c = slice(m_c, m_c + c.core)
         y0 = r.core_start(i) - self.top
@@ -385,7 +393,10 @@ def run_blended(
             if overlap is None:
                 overlap = default_overlap(spec.halo, spec.global_context)
             cap = cpu_patch_cap(spec.map_bytes_per_pixel, int(overlap))
-    plan = plan_patches(h, w, spec.halo, s.tile, s.overlap, spec.global_context, cap)
+    align, phase = (scene.ratio, sample_phase(scene)) if spec.ratio_aligned else (1, (0, 0))
+    plan = plan_patches(
+        h, w, spec.halo, s.tile, s.overlap, spec.global_context, cap, align=align, phase=phase
+    )
     if cap is not None and not s.batch_size:
         batch = 1  # stacked patches would be one activation above the mmap ceiling again
     else:
@@ -426,7 +437,7 @@ def run_blended(
     report("fuse", 0, total)
     try:
         with (
-            _Reader(reader, plan, batch, spec.scale) as rd,
+            _Reader(reader, plan, batch, spec.scale, lowres=spec.needs_lowres) as rd,
             _Writer(plan, scene.n_bands, align, post, spec.scale) as wr,
         ):
             batches = rd.batches()
@@ -458,6 +469,28 @@ def run_blended(
         "exact": plan.exact,
         "seconds": {k: round(v, 3) for k, v in clock.items()},
     }
+
+
+def sample_phase(scene: Scene) -> tuple[int, int]:
+    """Output-grid (row, col) of the first MS sample centre, modulo the ratio: where the
+    scene's MS sample lattice starts (the PAN pixel nearest to MS pixel 0's centre,
+    :func:`tiling.reader.sample_grid`'s ``c0``)."""
+    win = scene.window
+    out = []
+    for (a, b), off in ((scene.row_map, win.row_off), (scene.col_map, win.col_off)):
+        out.append(int(np.rint(-b / a) - int(off)) % scene.ratio)
+    return out[0], out[1]
+
+
+def _fixed_count(samples: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The MS samples of a ratio-aligned patch, ``shape`` of them: exactly so with an
+    integer ratio; with a true ratio like 4.0002 a window may hold one sample more or
+    less, cut off or repeated at its end (the last sample is beyond the kept core)."""
+    rows, cols = shape
+    out = samples[:, :rows, :cols]
+    if out.shape[1:] != (rows, cols):
+        out = np.pad(out, ((0, 0), (0, rows - out.shape[1]), (0, cols - out.shape[2])), mode="edge")
+    return out
 
 
 def _blend(blender: _Blender, b: PatchBatch, out: np.ndarray) -> None:

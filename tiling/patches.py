@@ -86,26 +86,37 @@ def default_patch(overlap: int) -> int:
 
 @dataclass(frozen=True)
 class AxisPlan:
-    """Patches along one axis: read-window starts (may be < 0) and one shared length."""
+    """Patches along one axis: read-window starts (may be < 0) and one shared length.
+
+    ``leads``: where each patch's core starts in its read window (None: at ``margin``);
+    ratio-aligned plans (:func:`align_axis`) move each read window back to the MS
+    sample lattice, so their leads differ and their windows are a little longer.
+    """
 
     length: int  # scene pixels on this axis
     patch: int  # read-window length of every patch on this axis
     margin: int
     ramp: int
     starts: tuple[int, ...]
+    leads: tuple[int, ...] | None = None
+    core_len: int | None = None  # None: patch - 2 * margin
 
     @property
     def core(self) -> int:
         """Pixels of a patch with non-zero weight."""
-        return self.patch - 2 * self.margin
+        return self.core_len if self.core_len is not None else self.patch - 2 * self.margin
+
+    def lead(self, i: int) -> int:
+        """Offset of patch ``i``'s core in its read window (at least ``margin``)."""
+        return self.leads[i] if self.leads is not None else self.margin
 
     def core_start(self, i: int) -> int:
-        return self.starts[i] + self.margin
+        return self.starts[i] + self.lead(i)
 
     def weights(self, i: int) -> np.ndarray:
         """1-D window of patch ``i``: 0 in the margin, cosine ramps towards neighbours."""
         w = np.zeros(self.patch, dtype=np.float32)
-        m, c = self.margin, self.core
+        m, c = self.lead(i), self.core
         w[m : m + c] = 1.0
         r = min(self.ramp, c)
         if r > 0:
@@ -170,15 +181,17 @@ class PatchPlan:
         return self.rows.margin >= self.halo and self.cols.margin >= self.halo
 
     def spec(self, i: int, j: int) -> TileSpec:
-        """Reader window of patch (i, j): its core plus the margin on every side."""
+        """Reader window of patch (i, j): ``patch`` pixels from its read start (its core
+        plus the margin on every side, and the alignment's extra pixels if any)."""
         r, c = self.rows, self.cols
+        m = min(r.margin, c.margin)
         return TileSpec(
             index=i * len(c.starts) + j,
-            row=r.core_start(i),
-            col=c.core_start(j),
-            height=r.core,
-            width=c.core,
-            halo=r.margin,
+            row=r.starts[i] + m,
+            col=c.starts[j] + m,
+            height=r.patch - 2 * m,
+            width=c.patch - 2 * m,
+            halo=m,
         )
 
     def window(self, i: int, j: int) -> np.ndarray:
@@ -212,9 +225,13 @@ def plan_patches(
     overlap: int | None = None,
     global_context: bool = False,
     max_patch: int | None = None,
+    align: int = 1,
+    phase: tuple[int, int] = (0, 0),
 ) -> PatchPlan:
     """Patch plan for a scene; ``tile``/``overlap`` default from the receptive field
-    (``max_patch`` caps that default, see :func:`cpu_patch_cap`)."""
+    (``max_patch`` caps that default, see :func:`cpu_patch_cap`); ``align > 1``: read
+    windows on the MS sample lattice whose first sample is at scene pixel ``phase``
+    (rows, cols), see :func:`align_axis`."""
     if overlap is None:
         overlap = default_overlap(halo, global_context)
     margin, ramp = split_overlap(int(overlap), halo)
@@ -230,7 +247,32 @@ def plan_patches(
         )
     rows = plan_axis(height, patch, margin, ramp, stretch)
     cols = plan_axis(width, patch, margin, ramp, stretch)
+    if align > 1:
+        rows, cols = align_axis(rows, align, phase[0]), align_axis(cols, align, phase[1])
     return PatchPlan(rows, cols, halo)
+
+
+def align_axis(plan: AxisPlan, ratio: int, phase: int) -> AxisPlan:
+    """Move every read window back to start on the MS sample lattice (scene pixels
+    ``phase + ratio * n``) and give all one length, a multiple of ``ratio``.
+
+    Why: a method that works on the MS samples (a decimation operator D in a data
+    term, OTPNet's unfolded iterations) then sees, in every patch, samples at the
+    patch-local pixels 0, ratio, 2 ratio ... and ``patch / ratio`` of them, so patches
+    stack into one batch and every patch decimates where the scene does. The cores and
+    their blending do not move: each core starts ``lead`` pixels into its longer window
+    (at least the margin, less than margin + ratio), so the kept pixels and their
+    weights are those of the unaligned plan.
+    """
+    core = plan.core
+    length = -(-(core + 2 * plan.margin + ratio - 1) // ratio) * ratio
+    starts, leads = [], []
+    for i in range(len(plan.starts)):
+        cs = plan.core_start(i)
+        s = (cs - plan.margin - phase) // ratio * ratio + phase
+        starts.append(s)
+        leads.append(cs - s)
+    return AxisPlan(plan.length, length, plan.margin, plan.ramp, tuple(starts), tuple(leads), core)
 
 
 def batch_for_memory(bytes_per_pixel: int, device: Any, shape: tuple[int, int]) -> int:
