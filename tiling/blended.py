@@ -393,9 +393,9 @@ def run_blended(
             if overlap is None:
                 overlap = default_overlap(spec.halo, spec.global_context)
             cap = cpu_patch_cap(spec.map_bytes_per_pixel, int(overlap))
-    align, phase = (scene.ratio, sample_phase(scene)) if spec.ratio_aligned else (1, (0, 0))
+    lattice, phase = (scene.ratio, sample_phase(scene)) if spec.ratio_aligned else (1, (0, 0))
     plan = plan_patches(
-        h, w, spec.halo, s.tile, s.overlap, spec.global_context, cap, align=align, phase=phase
+        h, w, spec.halo, s.tile, s.overlap, spec.global_context, cap, align=lattice, phase=phase
     )
     if cap is not None and not s.batch_size:
         batch = 1  # stacked patches would be one activation above the mmap ceiling again
