@@ -103,9 +103,11 @@ def _load_all() -> None:
 
 
 def model_names(family: str | None = None) -> list[str]:
-    """Registered names in registration order, optionally of one family."""
+    """Registered names, optionally of one family: the numpy methods first, then the
+    torch ones, each in registration order (stable whichever module imported first)."""
     _load_all()
-    return [n for n, e in REGISTRY.items() if family is None or e.info.family == family]
+    names = [n for n, e in REGISTRY.items() if family is None or e.info.family == family]
+    return sorted(names, key=lambda n: REGISTRY[n].info.torch)
 
 
 def get_entry(name: str) -> Entry:
@@ -113,7 +115,7 @@ def get_entry(name: str) -> Entry:
     _load_all()
     key = name.strip().lower()
     if key not in REGISTRY:
-        raise unknown_name("method", name, list(REGISTRY), "-m/--method")
+        raise unknown_name("method", name, model_names(), "-m/--method")
     return REGISTRY[key]
 
 
@@ -161,7 +163,7 @@ def refuse_run_options(name: str, given: list[str], flags: dict[str, str]) -> No
         else (f"{', '.join(typed[:-1])} and {typed[-1]} are not options")
     )
     which = "" if "weights" in info.run_options else ", which takes no weights"
-    users = [n for n, e in REGISTRY.items() if all(g in e.info.run_options for g in unused)]
+    users = [n for n in model_names() if all(g in REGISTRY[n].info.run_options for g in unused)]
     hint = f", or choose a method that takes {'it' if one else 'them'} ({', '.join(users)})"
     raise OptionError(
         f"{what} of -m {info.name}{which}: drop {typed[0] if one else 'them'}"

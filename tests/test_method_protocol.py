@@ -158,3 +158,14 @@ def test_evaluate_m_scores_what_fuse_writes(make_scene, tmp_path):
     assert keys and all(k in b for k in keys)
     for k in keys:
         assert abs(a[k] - b[k]) <= 1e-6, (k, a[k], b[k])
+
+
+def test_listing_order_does_not_depend_on_which_module_imported_first():
+    """``pansharp train`` imports the deep package before the registry loads the rest:
+    the list (CLI choices, ``pansharp models``) is still numpy methods, then torch ones."""
+    from tests.probe import run_python
+
+    code = "import models.deep\nfrom models.registry import model_names\nprint(*model_names())"
+    first_deep = run_python(code).split()
+    assert first_deep == model_names()
+    assert first_deep.index("brovey") < first_deep.index("pnn")
