@@ -27,14 +27,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from affine import Affine
 from measure import compile_sources, run_measured
+from scenes import write_pair
 
 RATIO = 4
 BANDS = 4
 METHODS = ("exp", "gsa", "mtf-glp", "brovey")
-STRIP = 512  # PAN rows per strip (a multiple of RATIO)
 
 
 def _waves(seed: int, count: int, scale: float) -> np.ndarray:
@@ -55,49 +53,23 @@ def _field(waves: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def make_scene(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
-    """Write PAN (n x n) and MS (n/4 x n/4 x 4) uint16 GeoTIFFs strip by strip."""
-    m = n // RATIO
-    pan_p, ms_p = folder / f"pan_{n}.tif", folder / f"ms_{n}.tif"
+    """PAN (n x n) and MS (n/4 x n/4 x 4) uint16 (:func:`scenes.write_pair`)."""
     shared = _waves(seed, 10, 40.0)
     texture = [_waves(seed + 1 + b, 8, 6.0 + 3 * b) for b in range(BANDS)]
-    kw = dict(driver="GTiff", dtype="uint16", crs="EPSG:32631", tiled=True, compress="deflate")
-    with (
-        rasterio.open(
-            pan_p,
-            "w",
-            count=1,
-            height=n,
-            width=n,
-            transform=Affine(0.5, 0, 500000.0, 0, -0.5, 5000000.0),
-            **kw,
-        ) as pds,
-        rasterio.open(
-            ms_p,
-            "w",
-            count=BANDS,
-            height=m,
-            width=m,
-            transform=Affine(0.5 * RATIO, 0, 500000.0, 0, -0.5 * RATIO, 5000000.0),
-            **kw,
-        ) as mds,
-    ):
-        cols = np.arange(n, dtype=np.float64)
-        for r0 in range(0, n, STRIP):
-            rows = np.arange(r0, min(n, r0 + STRIP), dtype=np.float64)
-            base = _field(shared, rows, cols)
-            cube = np.stack(
-                [
-                    1000 + 500 * (0.6 * base + 0.4 * _field(texture[b], rows, cols)) * (1 + 0.1 * b)
-                    for b in range(BANDS)
-                ]
-            )
-            pan = cube.mean(axis=0)
-            h = rows.size
-            pds.write(np.rint(pan).astype("uint16")[None], window=((r0, r0 + h), (0, n)))
-            ms = cube.reshape(BANDS, h // RATIO, RATIO, m, RATIO).mean(axis=(2, 4))
-            mr0 = r0 // RATIO
-            mds.write(np.rint(ms).astype("uint16"), window=((mr0, mr0 + h // RATIO), (0, m)))
-    return pan_p, ms_p
+
+    def truth(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        base = _field(shared, rows, cols)
+        return np.stack(
+            [
+                1000 + 500 * (0.6 * base + 0.4 * _field(texture[b], rows, cols)) * (1 + 0.1 * b)
+                for b in range(BANDS)
+            ]
+        )
+
+    pan, ms = folder / f"pan_{n}.tif", folder / f"ms_{n}.tif"
+    for p in (pan, ms):  # always written afresh, as before
+        p.unlink(missing_ok=True)
+    return write_pair(folder, n, truth, BANDS, RATIO)
 
 
 def run(cmd: list[str]) -> tuple[float, float]:

@@ -31,63 +31,28 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from affine import Affine
 from measure import compile_sources, run_measured
+from scenes import write_pair
 
 RATIO = 4
 BANDS = 4
-STRIP = 512  # PAN rows per strip (a multiple of RATIO)
 
 
 def make_scene(folder: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
-    """Write PAN (n x n) and MS (n/4 x n/4 x 4) uint16 GeoTIFFs strip by strip.
+    """PAN (n x n) and MS (n/4 x n/4 x 4) uint16 (:func:`scenes.write_pair`).
 
     Truth cube per strip: a shared sinusoidal structure, a per-band gain and seeded
-    Gaussian noise; PAN = band mean, MS = 4 x 4 block mean (so the pair is consistent).
+    Gaussian noise.
     """
-    m = n // RATIO
-    pan_p, ms_p = folder / f"pan_{n}.tif", folder / f"ms_{n}.tif"
-    if pan_p.exists() and ms_p.exists():
-        return pan_p, ms_p
     rng = np.random.default_rng(seed)
     fy, fx = rng.uniform(0.002, 0.02, 2)
-    kw = dict(driver="GTiff", dtype="uint16", crs="EPSG:32631", tiled=True, compress="deflate")
-    with (
-        rasterio.open(
-            pan_p,
-            "w",
-            count=1,
-            height=n,
-            width=n,
-            transform=Affine(0.5, 0, 500000.0, 0, -0.5, 5000000.0),
-            **kw,
-        ) as pds,
-        rasterio.open(
-            ms_p,
-            "w",
-            count=BANDS,
-            height=m,
-            width=m,
-            transform=Affine(0.5 * RATIO, 0, 500000.0, 0, -0.5 * RATIO, 5000000.0),
-            **kw,
-        ) as mds,
-    ):
-        cols = np.arange(n, dtype=np.float64)[None, :]
-        for r0 in range(0, n, STRIP):
-            h = min(STRIP, n - r0)
-            rows = np.arange(r0, r0 + h, dtype=np.float64)[:, None]
-            base = 800 + 400 * np.sin(fx * cols) * np.cos(fy * rows)
-            cube = np.stack(
-                [base * (0.8 + 0.1 * b) + rng.normal(0, 15, (h, n)) for b in range(BANDS)]
-            )
-            pds.write(
-                np.rint(cube.mean(axis=0)).astype("uint16")[None], window=((r0, r0 + h), (0, n))
-            )
-            ms = cube.reshape(BANDS, h // RATIO, RATIO, m, RATIO).mean(axis=(2, 4))
-            mr0 = r0 // RATIO
-            mds.write(np.rint(ms).astype("uint16"), window=((mr0, mr0 + h // RATIO), (0, m)))
-    return pan_p, ms_p
+
+    def truth(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        base = 800 + 400 * np.sin(fx * cols[None, :]) * np.cos(fy * rows[:, None])
+        noise = [rng.normal(0, 15, base.shape) for _ in range(BANDS)]
+        return np.stack([base * (0.8 + 0.1 * b) + noise[b] for b in range(BANDS)])
+
+    return write_pair(folder, n, truth, BANDS, RATIO)
 
 
 def train_cmd(pan: Path, ms: Path, out: Path, args: argparse.Namespace) -> list[str]:
