@@ -53,7 +53,7 @@ def _fmt(key: str, value: float | None) -> str:
 
 def results_table(report: dict[str, Any], scale: str) -> Table | None:
     """One table per scale: ideal row, a row per method, best value per column marked."""
-    from quality.evaluate import best_values
+    from quality.eval_report import best_values
 
     rows = [r for r in report["results"] if r["scale"] == scale]
     if not rows:

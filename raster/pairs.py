@@ -25,6 +25,7 @@ from rasterio.windows import Window
 from errors import GeometryError, InputFileError, OptionError
 from physics.sensors import Sensor
 from raster.scene import Scene, open_scene
+from raster.scene_facts import SceneOptions, decide
 
 PAN_SUFFIXES = ("_pan.tif", "_pan.tiff")
 
@@ -191,11 +192,11 @@ def read_training_pairs(
 ) -> TrainingPairs:
     """Read every pair; they must share the band count and the ratio.
 
-    The bit depth (the normalisation stored with the weights) is resolved as ``fuse``
-    resolves it for the same files, so training and inference divide by the same number.
+    The bit depth (the normalisation stored with the weights) is decided for the first
+    scene as ``fuse`` decides it for the same files (:func:`raster.scene_facts.decide`),
+    so training and inference divide by the same number; the band names are the ones a
+    weights card records (:meth:`raster.scene_facts.SceneFacts.card_band_names`).
     """
-    from tiling.fuse import resolve_bit_depth  # the one rule fuse uses
-
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
     depth: int | None = None
     k: int | None = None
@@ -204,13 +205,10 @@ def read_training_pairs(
     for spec in specs:
         pan, ms, scene = read_pair(spec, ratio, nodata)
         if k is None:
-            k, bands = scene.ratio, scene.n_bands
-            depth = resolve_bit_depth(scene, sensor, bit_depth)
-            descr = list(scene.descriptions)
-            if all(descr) and len(set(descr)) == len(descr):
-                names = [str(d) for d in descr]
-            elif len(sensor.band_names) == bands:
-                names = list(sensor.band_names)
+            facts = decide(scene, SceneOptions(sensor, bit_depth))
+            k, bands = facts.ratio, facts.n_bands
+            depth = facts.bits
+            names = facts.card_band_names()
         elif scene.ratio != k:
             raise OptionError(
                 f"scene {spec.name} has ratio {scene.ratio}, the first has {k}: weights are "

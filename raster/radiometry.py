@@ -1,7 +1,7 @@
 """What the pixel values mean: bit depth, nodata, radiometric agreement, colour.
 
 Rules a remote-sensing user expects, written once for ``fuse``, ``evaluate`` and
-``train``:
+``train`` (which apply them through :mod:`raster.scene_facts`, with the sensor):
 
 - **Bit depth** L (the largest valid DN is 2^L - 1; outputs are clipped to it and
   the quality indexes scale by it): ``--bit-depth``, else the file's ``NBITS``
@@ -89,11 +89,27 @@ def ms_maximum(scene) -> float:
 def output_nodata(scene, out_dtype: str) -> float | None:
     """Nodata of the output: the inputs', else the type default when some input pixels
     can be invalid (mask band, or float input where NaN means nodata)."""
-    nodata = scene.ms_nodata if scene.ms_nodata is not None else scene.pan_nodata
+    return nodata_for_output(input_nodata(scene), may_be_invalid(scene), out_dtype)
+
+
+def input_nodata(scene) -> float | None:
+    """The inputs' declared nodata value: the MS's, else the PAN's."""
+    return scene.ms_nodata if scene.ms_nodata is not None else scene.pan_nodata
+
+
+def may_be_invalid(scene) -> bool:
+    """Whether input pixels can be invalid without a nodata value: a mask band, or a
+    float input (NaN is nodata unless the user says otherwise)."""
+    float_input = np.dtype(scene.dtype).kind == "f" or np.dtype(scene.pan_dtype).kind == "f"
+    return bool(scene.has_mask or float_input)
+
+
+def nodata_for_output(nodata: float | None, invalid: bool, out_dtype: str) -> float | None:
+    """The inputs' ``nodata`` when ``out_dtype`` holds it, else the type default when
+    input pixels can be ``invalid`` (see :func:`output_nodata`), else None."""
     if nodata is not None and not fits(nodata, out_dtype):
         nodata = None
-    float_input = np.dtype(scene.dtype).kind == "f" or np.dtype(scene.pan_dtype).kind == "f"
-    if nodata is None and (scene.has_mask or float_input):
+    if nodata is None and invalid:
         nodata = default_nodata(out_dtype)
     return nodata
 

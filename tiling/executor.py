@@ -1,6 +1,6 @@
 """The one executor: plan, read, apply, blend and hand to a sink, for every method.
 
-``fuse`` (:mod:`tiling.fuse`), ``evaluate -m`` (:mod:`quality.evaluate`) and batch runs
+``fuse`` (:mod:`tiling.fuse`), ``evaluate -m`` (:mod:`quality.eval_runs`) and batch runs
 call :func:`prepare` then :func:`execute` (or :func:`run_method`, both at once), so they
 all get the same tiles or patches, blending, normalisation and device for a method. The
 prepared method's spec (:class:`models.protocol.MethodSpec`) says how it is tiled:

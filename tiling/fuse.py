@@ -4,7 +4,9 @@ The method goes through the protocol (:mod:`models.protocol`) on the one executo
 (:mod:`tiling.executor`): checked from headers, prepared (a classical fit pass, a
 network's weights loaded) before the output is created, then streamed into the COG
 writer. Nothing here prints: progress goes through the ``progress(phase, done, total)``
-callback, and the CLI owns the progress bar.
+callback, and the CLI owns the progress bar. What the scene is (sensor, bit depth, band
+names, weights, gains, output nodata) is decided once by :mod:`raster.scene_facts`, by
+the same rules ``evaluate`` applies.
 """
 
 from __future__ import annotations
@@ -20,18 +22,20 @@ from errors import OptionError, RasterFormatError
 from models.base import FuseContext
 from models.protocol import PrepareContext, RunSettings, parse_batch_size
 from models.registry import check_bands_and_ratio, get_entry
-from physics.sensors import Sensor, detect_sensor, get_sensor
+from physics.sensors import Sensor
 from raster.cog import RasterSpec, open_writer
 from raster.destination import COG_SUFFIXES, check_destination
 from raster.profiles import get_profile
-from raster.radiometry import (
-    LevelStats,
-    colour_from_names,
-    decide_bit_depth,
-    output_nodata,
-    radiometry_warnings,
-)
+from raster.radiometry import BitDepth, LevelStats, colour_from_names, radiometry_warnings
 from raster.scene import Scene, open_scene
+from raster.scene_facts import (
+    FROM_BIT_DEPTH_OPTION,
+    SceneOptions,
+    choose_sensor,
+    decide,
+    detected,
+    facts_of,
+)
 from tiling.engine import Progress, default_threads
 from tiling.executor import context_for, execute, prepare
 from tiling.windows import TileSpec
@@ -72,6 +76,10 @@ class FuseOptions:
     overlap: int | None = None
     seed: int = 0  # positional noise of stochastic methods (models.iterative.noise)
 
+    def scene_options(self) -> SceneOptions:
+        """What the options say about the scene (:mod:`raster.scene_facts` decides the rest)."""
+        return SceneOptions(self.sensor, self.bit_depth, self.band_weights)
+
     def run_settings(self) -> RunSettings:
         """The options of how the method is applied (:class:`models.protocol.RunSettings`)."""
         return RunSettings(
@@ -101,6 +109,7 @@ class FuseResult:
     bit_depth_source: str = ""
     nodata: float | None = None
     warnings: list[str] = field(default_factory=list)
+    sensor_source: str = ""  # raster.scene_facts: --sensor, detected or generic
 
     @property
     def pixels(self) -> int:
@@ -112,19 +121,15 @@ class FuseResult:
 
 
 def resolve_sensor(scene: Scene, name: str | None) -> Sensor:
-    """``--sensor`` if given, else detected from metadata, else the generic preset."""
-    if name:
-        return get_sensor(name)
-    from pathlib import Path
-
-    paths = [Path(p) for p in [scene.pan_path, *scene.ms_paths]]
-    found = detect_sensor(paths, scene.tags, scene.n_bands)
-    return found or get_sensor("generic")
+    """``--sensor`` if given, else detected from metadata, else the generic preset
+    (:func:`raster.scene_facts.choose_sensor`; :func:`raster.scene_facts.decide` gives
+    every fact at once)."""
+    return choose_sensor(name, None, lambda: detected(scene), [])[0]
 
 
 def resolve_bit_depth(scene: Scene, sensor: Sensor, explicit: int | None) -> int | None:
-    """The bit depth by the rules of :mod:`raster.radiometry` (``decide_bit_depth``)."""
-    return decide_bit_depth(scene, sensor, explicit).bits
+    """The bit depth :func:`raster.scene_facts.decide` gives the scene with ``sensor``."""
+    return decide(scene, SceneOptions(sensor, explicit)).bits
 
 
 OUTPUT_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -154,28 +159,11 @@ def check_options(opts: FuseOptions) -> None:
 def build_context(
     scene: Scene, sensor: Sensor, opts: FuseOptions, bit_depth: int | None
 ) -> FuseContext:
-    n = scene.n_bands
-    if opts.band_weights is not None:
-        if len(opts.band_weights) != n:
-            raise OptionError(
-                f"--band-weights has {len(opts.band_weights)} values but the MS has {n} bands; "
-                f"give {n} comma-separated weights"
-            )
-        weights = tuple(float(w) for w in opts.band_weights)
-    else:
-        weights = sensor.weights_for(scene.descriptions)
-    max_value = float(2**bit_depth - 1) if bit_depth else None
-    return FuseContext(
-        ratio=scene.ratio,
-        n_bands=n,
-        ms_gains=sensor.gains_for(scene.descriptions),
-        pan_gain=sensor.pan_gnyq,
-        weights=weights,
-        dtype=scene.dtype,
-        bit_depth=bit_depth,
-        max_value=max_value,
-        options=dict(opts.method_options),
-    )
+    """The method context of ``scene`` with a sensor and bit depth already decided (band
+    weights from ``opts``, gains in the image's band order: :func:`raster.scene_facts.facts_of`)."""
+    depth = BitDepth(bit_depth, FROM_BIT_DEPTH_OPTION)
+    facts = facts_of(scene, sensor, depth, opts.band_weights)
+    return facts.context(opts.method_options)
 
 
 def method_ready(pan: str, ms: list[str], opts: FuseOptions) -> bool:
@@ -192,9 +180,9 @@ def method_ready(pan: str, ms: list[str], opts: FuseOptions) -> bool:
 
     try:
         scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
-        sensor = resolve_sensor(scene, opts.sensor)
-        ctx = build_context(scene, sensor, opts, None)
-        context = PrepareContext(ctx, sensor.name, None, opts.run_settings())
+        facts = decide(scene, opts.scene_options(), headers_only=True)  # no MS read
+        ctx = facts.context(opts.method_options)
+        context = PrepareContext(ctx, facts.sensor.name, None, opts.run_settings())
         check(opts.method, scene, context)
     except PansharpError:
         return False
@@ -252,20 +240,18 @@ def fuse_files(
     # a GDAL pool on top only adds wake-ups (8000^2 Brovey, 2 cores: 0.5 s less CPU).
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS="1"):
         scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
-        sensor = resolve_sensor(scene, opts.sensor)
         check_bands_and_ratio(get_entry(opts.method).info, scene.n_bands, scene.ratio)
-        depth = decide_bit_depth(scene, sensor, opts.bit_depth)
-        bit_depth = depth.bits
-        ctx = build_context(scene, sensor, opts, bit_depth)
+        facts = decide(scene, opts.scene_options())
+        ctx = facts.context(opts.method_options)
         out_dtype = opts.dtype or scene.dtype
-        nodata = output_nodata(scene, out_dtype)
+        nodata = facts.output_nodata(out_dtype)
         h, w = scene.out_shape
         settings = opts.run_settings()
         stats = LevelStats()
         context = context_for(
             scene,
             ctx,
-            sensor.name,
+            facts.sensor.name,
             settings,
             resampling=opts.resampling,
             tile=opts.tile,
@@ -274,15 +260,9 @@ def fuse_files(
             stats=stats,
         )
         prepared = prepare(opts.method, scene, context)  # weights checked before any output
-        tags = {
-            "PANSHARP_METHOD": opts.method,
-            "PANSHARP_SENSOR": sensor.name,
-            "PANSHARP_RATIO": str(scene.ratio),
-            **prepared.tags(),
-        }
-        if bit_depth:
-            tags["PANSHARP_BIT_DEPTH"] = str(bit_depth)
-        descriptions = _descriptions(scene, sensor)
+        # sensor, ratio, bit depth: read back by evaluate (raster.scene_facts.FusedTags)
+        tags = {"PANSHARP_METHOD": opts.method, **facts.tags(), **prepared.tags()}
+        descriptions = list(facts.band_names)
         spec = RasterSpec(
             count=scene.n_bands,
             height=h,
@@ -335,23 +315,16 @@ def fuse_files(
     return FuseResult(
         output=str(out),
         method=opts.method,
-        sensor=sensor.name,
+        sensor=facts.sensor.name,
         ratio=scene.ratio,
         width=w,
         height=h,
         bands=scene.n_bands,
         dtype=out_dtype,
         seconds=time.perf_counter() - t0,
-        bit_depth=bit_depth,
-        bit_depth_source=depth.source,
+        bit_depth=facts.bits,
+        bit_depth_source=facts.bit_depth.source,
         nodata=nodata,
         warnings=warnings,
+        sensor_source=facts.sensor_source,
     )
-
-
-def _descriptions(scene: Scene, sensor: Sensor) -> list[str | None]:
-    """MS band descriptions; where a band has none, the sensor's band name for it
-    (:meth:`physics.sensors.Sensor.names_for`: a 4-band WorldView-2 product is blue,
-    green, red, NIR1)."""
-    names = sensor.names_for(scene.n_bands, scene.descriptions)
-    return [d or n for d, n in zip(scene.descriptions, names, strict=True)]

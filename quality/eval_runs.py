@@ -1,0 +1,236 @@
+"""One method's run inside an evaluation: fuse into a temporary file, score, report.
+
+Each (method, scale) of ``pansharp evaluate -m`` fuses through the executor ``fuse``
+uses (:func:`tiling.executor.run_method`: same tiles or patches, blending,
+normalisation, device) into a float64 GeoTIFF, then streams it into the scoring pass
+(:mod:`quality.eval_scoring`). A method that fails becomes an ``error`` entry and the
+other methods are still scored; interruptions stop the whole run, and the temporary
+folder is removed whatever happens. Every method is checked (phase 1 of the method
+protocol: a weights file that is missing or does not fit) before any work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from errors import PansharpError, QualityError, WeightsError
+from models.base import FuseContext
+from models.protocol import PrepareContext, RunSettings
+from models.registry import refuse_run_options
+from physics.sensors import Sensor
+from quality.eval_degrade import UNIT_GRID, ReducedGeometry
+from quality.eval_io import Source, WindowReader, create_float_raster, file_sources, write_block
+from quality.eval_report import failure, result
+from quality.eval_scoring import score_full, score_reduced
+from quality.quicklook import ReducedPreviews
+from raster.scene import Scene
+from tiling.engine import Progress
+from tiling.executor import check, run_method
+from tiling.fuse import GDAL_CACHE_BYTES
+from tiling.windows import TileSpec
+
+
+@contextmanager
+def gdal_env(threads: int) -> Iterator[None]:
+    """GDAL with no block cache (memory must not grow with the scene) and ``threads``."""
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES, GDAL_NUM_THREADS=str(threads)):
+        yield
+
+
+@contextmanager
+def workdir() -> Iterator[str]:
+    """A temporary folder for the intermediate GeoTIFFs, removed whatever happens."""
+    folder = tempfile.mkdtemp(prefix="pansharp-evaluate-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Bar:
+    """Maps the engine's fit/fuse phases and the scoring phase onto one progress bar."""
+
+    def __init__(self, progress: Progress | None, label: str, parts: dict[str, int]) -> None:
+        self.progress = progress
+        self.label = label
+        self.offsets: dict[str, int] = {}
+        acc = 0
+        for k, v in parts.items():
+            self.offsets[k] = acc
+            acc += v
+        self.total = max(acc, 1)
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None and phase in self.offsets:
+            self.progress(self.label, self.offsets[phase] + done, self.total)
+
+
+@dataclass
+class Job:
+    """What every method run of one evaluation shares."""
+
+    sensor: Sensor
+    bit_depth: int | None
+    tile: int
+    threads: int
+    folder: str
+    progress: Progress | None
+    weights: dict[str, str]
+
+
+def attempt(
+    method: str,
+    scale: str,
+    fn: Callable[[], dict[str, Any]],
+    previews: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Run one (method, scale) evaluation; a failure becomes an ``error`` entry.
+
+    Interruptions (Ctrl-C, SIGTERM) and I/O errors still stop the whole run; a failed
+    method's partial quicklook preview is dropped.
+    """
+    try:
+        return fn()
+    except (PansharpError, ValueError, RuntimeError, ArithmeticError) as exc:
+        if isinstance(exc, KeyboardInterrupt):  # errors.Interrupted
+            raise
+        if previews is not None:
+            previews.pop(method, None)
+        return failure(method, scale, exc)
+
+
+def check_methods(
+    names: Sequence[str],
+    scene: Scene,
+    ctx: FuseContext,
+    sensor: Sensor,
+    bit_depth: int | None,
+    weights: dict[str, str] | None,
+) -> None:
+    """Phase 1 of the method protocol for every method, before any work: a weights file
+    that is missing or does not fit names the fix (``--weights METHOD=FILE``)."""
+    given = weights or {}
+    for n in given:
+        if n in names:
+            refuse_run_options(n, ["weights"], {"weights": f"--weights {n}=FILE"})
+    for n in names:
+        context = PrepareContext(ctx, sensor.name, bit_depth, RunSettings(weights=given.get(n)))
+        try:
+            check(n, scene, context)
+        except WeightsError as exc:
+            raise WeightsError(
+                f"{exc} With pansharp evaluate: --weights {n}=FILE (or --sensor S for "
+                "weights shipped for another sensor)."
+            ) from None
+
+
+def fuse_to_file(
+    job: Job,
+    scene: Scene,
+    name: str,
+    ctx: FuseContext,
+    path: str,
+    bar: Bar,
+) -> None:
+    """Run ``name`` over ``scene`` into a float64 GeoTIFF on the scene's output grid."""
+    h, w = scene.out_shape
+    t = scene.out_transform
+    ds = create_float_raster(
+        path, scene.n_bands, h, w, t if t != Affine.identity() else UNIT_GRID, scene.crs
+    )
+    try:
+
+        def sink(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> None:
+            if not valid.all():
+                raise QualityError(
+                    f"{name} left {int(valid.size - valid.sum())} pixels without data in the "
+                    f"tile at row {spec.row}, col {spec.col}; the scene must be nodata-free"
+                )
+            write_block(ds, fused, spec.row, spec.col)
+
+        # the executor fuse uses: same tiles or patches, blending, normalisation, device
+        run_method(
+            scene,
+            name,
+            ctx,
+            sink,
+            sensor=job.sensor.name,
+            settings=RunSettings(weights=job.weights.get(name)),
+            resampling="exp",
+            tile=job.tile,
+            threads=job.threads,
+            dtype=np.float64,
+            progress=bar,
+        )
+    finally:
+        ds.close()
+
+
+def reduced_one(
+    job: Job,
+    name: str,
+    scene: Scene,
+    geom: ReducedGeometry,
+    lr_scene: Scene,
+    lr_ctx: FuseContext,
+    bar: Bar,
+    previews: ReducedPreviews | None,
+) -> dict[str, Any]:
+    """Fuse the degraded pair with ``name`` and score it against the GT (quality.md A)."""
+    path = os.path.join(job.folder, "fused_reduced.tif")
+    try:
+        fuse_to_file(job, lr_scene, name, lr_ctx, path, bar)
+        gt_sources = [Source(b.path, b.index) for b in scene.bands]
+        with (
+            WindowReader(file_sources(path)) as fused,
+            WindowReader(gt_sources, (geom.ms_row0, geom.ms_col0)) as gt,
+        ):
+            values = score_reduced(
+                (scene.n_bands, geom.rows, geom.cols),
+                geom.ratio,
+                job.bit_depth,
+                fused,
+                gt,
+                bar,
+                previews,
+                name,
+                job.tile,
+                job.threads,
+            )
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    return result(name, "reduced", values)
+
+
+def full_one(
+    job: Job,
+    name: str,
+    scene: Scene,
+    ctx: FuseContext,
+    shape: tuple[int, int],
+    bar: Bar,
+    heat: dict[str, np.ndarray] | None,
+) -> dict[str, Any]:
+    """Fuse the scene with ``name`` and score it without reference (quality.md B)."""
+    path = os.path.join(job.folder, "fused_full.tif")
+    try:
+        fuse_to_file(job, scene, name, ctx, path, bar)
+        with WindowReader(file_sources(path)) as fused:
+            values = score_full(
+                scene, ctx, fused, shape, bar, heat, name, name, job.tile, job.threads
+            )
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+    return result(name, "full", values)
