@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 
 from errors import OptionError, OutputError
 from raster.cog import RasterSpec, check_destination
@@ -371,7 +372,9 @@ class StreamingCogWriter:
             nodata=self.nodata, interleave="pixel",
         )  # fmt: skip
         if self.spec.crs is not None:
-            kw.update(crs=self.spec.crs, transform=self.spec.transform)
+            kw["crs"] = self.spec.crs
+        if self.spec.crs is not None or self.spec.transform != Affine.identity():
+            kw["transform"] = self.spec.transform  # a geotransform without a CRS is kept
         if rgb:
             kw["photometric"] = "RGB"
         with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **kw) as ds:

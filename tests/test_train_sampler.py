@@ -6,18 +6,15 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from scipy import ndimage
 
 from models.deep.data import PAN_REACH, nodata_reach, prepare_scene
 from models.deep.readers import ArrayPair, FilePair, open_file_pairs
-from models.deep.sampler import (
-    StreamingScene,
-    WindowSampler,
-    split_windows,
-    validation_patches,
-)
+from models.deep.sampler import StreamingScene, WindowSampler, split_windows
 from models.deep.train import checkpoint_paths, train
+from models.deep.validation import choose_crops, write_crop
 from models.deep.weights import load_state
 from models.registry import create_model
 from physics.sensors import get_sensor
@@ -223,7 +220,7 @@ def test_sampler_state_continues_the_sequence():
     assert not np.array_equal(first[0], second[0])
 
 
-def test_sampler_skips_nodata_and_validation_is_deterministic():
+def test_sampler_skips_nodata_and_validation_is_deterministic(tmp_path):
     pan, ms = _pair(2, 128, 2)
     ms = ms.astype(np.float32)
     ms[:, :, :48] = np.nan  # the left 48 columns (and their reach) hold no valid window
@@ -233,13 +230,19 @@ def test_sampler_skips_nodata_and_validation_is_deterministic():
     ms_up, pan_b, tgt = sampler.batch(6)
     assert ms_up.shape == (6, 4, 16, 16) and pan_b.shape == (6, 1, 16, 16)
     assert np.isfinite(ms_up).all() and np.isfinite(tgt).all()
-    v1 = validation_patches([scene], areas, 16, 5)
-    v2 = validation_patches([scene], areas, 16, 5)
-    assert v1 is not None and v2 is not None and 0 < v1[0].shape[0] <= 5
-    for u, v in zip(v1, v2, strict=True):
-        assert np.array_equal(u, v)
+    # validation: a crop of the held-out area, written the same twice, nodata left out
+    (crop,) = choose_crops(areas, ["x"], 2, side=64)
+    v1 = write_crop(scene.reader, scene.shape, crop, GAINS, 2, tmp_path, 0)
+    v2 = write_crop(scene.reader, scene.shape, crop, GAINS, 2, tmp_path, 1)
+    cubes = []
+    for u, v in zip((v1.pan, v1.ms, v1.ref), (v2.pan, v2.ms, v2.ref), strict=True):
+        with rasterio.open(u) as a, rasterio.open(v) as b:
+            cubes.append(a.read())
+            assert np.array_equal(cubes[-1], b.read(), equal_nan=True)
+    valid = np.isfinite(cubes[2]).all(axis=0)
+    assert 0 < valid.sum() < valid.size and np.isfinite(cubes[0]).all()
     assert scene.patch(0, 0, 16) is None  # so some draws were refused and replaced
-    assert validation_patches([scene], [], 16, 5) is None
+    assert choose_crops([], ["x"], 2) == []
 
 
 # -- training through the streaming sampler ---------------------------------------------------
@@ -259,7 +262,7 @@ def file_pairs(make_scene):
 
 
 def test_streaming_training_learns_and_resumes_exactly(tmp_path, file_pairs):
-    kw = dict(FAST, val_fraction=0.34, checkpoint_every=10, max_val_patches=8)
+    kw = dict(FAST, val_fraction=0.34, checkpoint_every=10)
     events: list[dict] = []
     pairs, r = file_pairs.pairs, file_pairs.ratio
     straight = train(

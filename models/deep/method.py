@@ -124,9 +124,27 @@ def prepare_network(entry: Entry, scene: Any, context: PrepareContext) -> DeepMo
             f"weights {path.name} were trained on {card.bit_depth}-bit data, the scene is "
             f"{bit_depth}-bit; pass --bit-depth if that is wrong"
         )
-    halo = int(getattr(model, "halo", info.halo(scene.ratio)))
+    return network_model(info, model, card, path, device, scene.ratio, s, warnings)
+
+
+def network_model(
+    info: Any,
+    model: Any,
+    card: Any,
+    path: Path | str,
+    device: Any,
+    ratio: int,
+    settings: RunSettings,
+    warnings: list[str] | None = None,
+) -> DeepModel:
+    """A prepared network around ``model`` (loaded from weights, or being trained): the
+    network's own halo (the registry's if it has none), global context where the
+    registry says so and the card does not switch LAGNet's global bias off."""
+    halo = int(getattr(model, "halo", info.halo(ratio)))
     glob = bool(info.extra.get("global_context")) and card.kwargs.get("global_bias") is not False
-    return DeepModel(info.name, model, card, Path(path), device, halo, s, glob, warnings)
+    return DeepModel(
+        info.name, model, card, Path(path), device, halo, settings, glob, list(warnings or [])
+    )
 
 
 # -- memory -----------------------------------------------------------------------------

@@ -35,7 +35,8 @@ Nodata: a patch is refused when an invalid MS pixel lies within
 ``PAN_REACH``, exactly the whole-scene rule (checked on the raw reads, before any
 filtering); a refused
 draw is replaced by the next one (rejection keeps every valid position equally
-likely). The validation windows are a deterministic grid (:func:`validation_patches`).
+likely). Validation does not draw patches: the held-out areas are fused whole (in
+capped crops) through the executor ``pansharp fuse`` uses (:mod:`models.deep.validation`).
 
 Train/validation split (:func:`split_windows`): whole scenes are held out when there
 are two or more (:func:`models.deep.data.split_scenes`, seeded); a single scene keeps
@@ -67,7 +68,7 @@ from models.deep.data import (
 )
 from models.deep.readers import ArrayPair, PairReader
 from physics.mtf import MTF_HALF
-from tiling.windows import Box, box_positions, grid_windows, hold_out_rows, random_windows
+from tiling.windows import Box, box_positions, hold_out_rows, random_windows
 
 #: Patches stacked for a step: ms_up (N, B, p, p), pan (N, 1, p, p), target (N, B, p, p).
 Patches = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -310,34 +311,3 @@ def stack(patches: Sequence[Patch]) -> Patches:
         np.stack([p[1] for p in patches]),
         np.stack([p[2] for p in patches]),
     )
-
-
-def validation_patches(
-    sources: Sequence[PatchSource],
-    areas: Sequence[tuple[int, Box]],
-    patch: int,
-    max_patches: int,
-) -> Patches | None:
-    """Deterministic validation set: non-overlapping grid windows, evenly thinned.
-
-    ``max_patches`` grid positions are picked evenly over the grid; one touching nodata
-    is replaced by the next valid grid position before the following pick, so only the
-    picked windows (and those replacements) are ever read.
-    """
-    if not areas:
-        return None
-    grid = grid_windows([b for _, b in areas], patch)
-    n = grid.shape[0]
-    if n == 0 or max_patches < 1:
-        return None
-    picks = np.unique(np.linspace(0, n - 1, min(max_patches, n)).astype(int)).tolist()
-    found: list[Patch] = []
-    for k, start in enumerate(picks):
-        stop = picks[k + 1] if k + 1 < len(picks) else n
-        for j in range(start, stop):
-            a, y, x = grid[j].tolist()
-            got = sources[areas[a][0]].patch(y, x, patch)
-            if got is not None:
-                found.append(got)
-                break
-    return stack(found) if found else None

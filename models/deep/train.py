@@ -9,7 +9,9 @@ scene trains in memory set by the batch - and the objective
 pansharpening networks, less sensitive than L2 to the rare large residuals of clouds
 and saturated pixels) scores the network's output; AdamW, a linear warm-up then a
 cosine learning-rate decay, all seeded. Progress goes to a ``progress(dict)`` callback
-so the CLI decides what to show.
+so the CLI decides what to show. Validation scores what ``pansharp fuse`` would write:
+the held-out areas, written once as small degraded scenes, are fused through the one
+executor with the network being trained (:mod:`models.deep.validation`).
 
 Checkpoints (every ``checkpoint_every`` steps and at the end) are two safetensors files
 next to the output, never pickles: ``<out>.ckpt.safetensors`` is a normal weights file
@@ -38,7 +40,7 @@ from torch import nn
 from errors import OptionError, WeightsError
 from models.deep.card import WeightsCard, read_card
 from models.deep.objectives import DEFAULT_OBJECTIVE, WALD, Objective, TrainBatch, get_objective
-from models.deep.readers import PairReader
+from models.deep.readers import ArrayPair, PairReader
 from models.deep.runtime import (
     autocast,
     check_precision,
@@ -47,13 +49,8 @@ from models.deep.runtime import (
     scale_for,
     select_device,
 )
-from models.deep.sampler import (
-    WindowSampler,
-    area_positions,
-    open_sources,
-    split_windows,
-    validation_patches,
-)
+from models.deep.sampler import WindowSampler, area_positions, open_sources, split_windows
+from models.deep.validation import MAX_VAL_REGIONS, VAL_SIDE, Validation, choose_crops, held_out
 from models.deep.weights import (
     check_card,
     check_tensors,
@@ -151,27 +148,6 @@ def _lr_at(
     return base * warm * cosine
 
 
-def _evaluate(
-    model: nn.Module,
-    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-    batch: int,
-    precision: str,
-) -> dict[str, float] | None:
-    """L1 and PSNR (peak 1 = 2^bit_depth - 1) on the held-out patches, plus EXP's L1."""
-    if val is None:
-        return None
-    ms, pan, tgt = val
-    out = predict(model, ms, pan, None, batch_size=batch, precision=precision)
-    err = out.astype(np.float64) - tgt
-    mse = float(np.mean(err**2))
-    return {
-        "val_l1": float(np.mean(np.abs(err))),
-        "val_l1_exp": float(np.mean(np.abs(ms.astype(np.float64) - tgt))),
-        "val_psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
-        "val_patches": int(ms.shape[0]),
-    }
-
-
 def _save_checkpoint(
     paths: tuple[Path, Path],
     model: nn.Module,
@@ -251,7 +227,8 @@ def train(
     nodata: float | None = None,
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     progress_every: int = 10,
-    max_val_patches: int = 64,
+    val_side: int = VAL_SIDE,
+    max_val_regions: int = MAX_VAL_REGIONS,
     objective: str | Objective = DEFAULT_OBJECTIVE,
 ) -> TrainResult:
     """Train ``model_name`` on ``pairs`` by Wald's protocol and write weights + card.
@@ -270,6 +247,12 @@ def train(
     (:mod:`models.deep.objectives`, default ``wald-l1``). ``progress`` receives dicts
     with at least ``step``, ``loss`` (mean loss since the last call, normalised units)
     and ``val`` (dict of metrics, or None between validations).
+
+    Validation (at every checkpoint and at the end) fuses the held-out areas through
+    the executor ``pansharp fuse`` uses (:mod:`models.deep.validation`): one centred
+    crop of at most ``val_side`` x ``val_side`` degraded pixels per held-out area, for
+    at most ``max_val_regions`` areas, written degraded at the start into a temporary
+    folder beside ``out_path`` that is removed however the call ends.
     """
     t0 = time.monotonic()
     entry = get_entry(model_name)
@@ -292,6 +275,11 @@ def train(
     for flag, v in (("--steps", steps), ("--epochs", epochs), ("--time-limit", time_limit)):
         if v is not None and v <= 0:
             raise OptionError(f"{flag} must be > 0, got {v}")
+    if val_side < 2 * ratio or max_val_regions < 0:
+        raise OptionError(
+            f"val_side must be >= 2 x ratio ({2 * ratio}) and max_val_regions >= 0 "
+            f"(got {val_side}, {max_val_regions})"
+        )
     if patch < 8 or batch_size < 1 or checkpoint_every < 1 or lr <= 0:
         raise OptionError(
             f"need --patch >= 8, --batch-size >= 1, --checkpoint-every >= 1 and --lr > 0 "
@@ -315,7 +303,7 @@ def train(
             f"--patch {patch} does not fit in any training scene free of nodata (largest "
             f"degraded scene {largest[0]}x{largest[1]}); use a smaller --patch"
         )
-    val = validation_patches(sources, split.val, patch, max_val_patches)
+    crops = choose_crops(split.val, [s.name for s in sources], ratio, val_side, max_val_regions)
     steps_per_epoch = max(1, math.ceil(positions / patch**2 / batch_size))
     targets = [int(steps)] if steps is not None else []
     if epochs is not None:
@@ -384,6 +372,8 @@ def train(
                 "protocol": "Wald (physics.degrade.wald_pair, interp23 input)",
                 "val_scenes": split.val_names,
                 "val_rows": split.val_rows,
+                "val_crops": [c.describe() for c in crops],
+                "val_method": "fuse's executor on the degraded held-out crops (val_crops)",
                 "patch": patch,
                 "batch_size": batch_size,
                 "epochs": round(step / steps_per_epoch, 4),
@@ -425,69 +415,89 @@ def train(
         _save_checkpoint(ckpt, model, opt, card_now(validation), trainer)
         saved.update(step=step, val=validation)
 
-    loss_sum = torch.zeros((), device=dev)
-    loss_n = 0
-    last_loss: float | None = None
-    while True:
-        run_elapsed = time.monotonic() - t0
-        if (total is not None and step >= total) or (time_limit and run_elapsed >= time_limit):
-            break
-        ms, pan, tgt = sampler.batch(batch_size)
-        cur_lr = _lr_at(step, lr, total, run_elapsed, time_limit)
-        for group in opt.param_groups:
-            group["lr"] = cur_lr
-        batch = TrainBatch(
-            torch.from_numpy(ms).to(dev),
-            torch.from_numpy(pan).to(dev),
-            torch.from_numpy(tgt).to(dev),
-        )
-        with autocast(dev, precision):
-            out = model(batch.ms_up, batch.pan)
-        loss = goal.loss(out.float(), batch)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        step += 1
-        loss_sum += loss.detach()
-        loss_n += 1
-        last = total is not None and step >= total
-        at_ckpt = step % checkpoint_every == 0
-        if step % progress_every == 0 or last or at_ckpt:
-            mean_loss = last_loss = float(loss_sum) / loss_n
-            if not math.isfinite(mean_loss):
-                raise OptionError(
-                    f"training diverged (loss {mean_loss} at step {step}); lower --lr"
-                )
-            metrics = _evaluate(model, val, batch_size, precision) if at_ckpt else None
-            if at_ckpt:
-                checkpoint(metrics)
-                model.train()
-            emit(
-                {
-                    "event": "checkpoint" if at_ckpt else "step",
-                    "step": step,
-                    "steps_total": total,
-                    "epoch": step / steps_per_epoch,
-                    "loss": mean_loss,
-                    "val": metrics,
-                    "lr": cur_lr,
-                    "elapsed": time.monotonic() - t0,
-                    "checkpoint": str(ckpt[0]) if at_ckpt else None,
-                }
-            )
-            loss_sum.zero_()
-            loss_n = 0
+    readers = [
+        ArrayPair(p[0], p[1], s.name) if isinstance(p, tuple) else p
+        for p, s in zip(pairs, sources, strict=True)
+    ]
 
-    if saved["step"] == step:
-        metrics = saved["val"]
-    else:
-        metrics = _evaluate(model, val, batch_size, precision)
-        checkpoint(metrics)
+    def validate(held: Validation) -> dict[str, Any] | None:
+        """The current network through the executor on the held-out crops."""
+        return held.evaluate(model_name, model, card_now(None), ckpt[0], dev, precision)
+
+    with held_out(
+        readers,
+        [s.shape for s in sources],
+        crops,
+        out_path=out_path,
+        sensor=sensor_obj,
+        ratio=ratio,
+        scale=scale,
+        bit_depth=depth,
+        nodata=nodata,
+    ) as held:
+        loss_sum = torch.zeros((), device=dev)
+        loss_n = 0
+        last_loss: float | None = None
+        while True:
+            run_elapsed = time.monotonic() - t0
+            if (total is not None and step >= total) or (time_limit and run_elapsed >= time_limit):
+                break
+            ms, pan, tgt = sampler.batch(batch_size)
+            cur_lr = _lr_at(step, lr, total, run_elapsed, time_limit)
+            for group in opt.param_groups:
+                group["lr"] = cur_lr
+            batch = TrainBatch(
+                torch.from_numpy(ms).to(dev),
+                torch.from_numpy(pan).to(dev),
+                torch.from_numpy(tgt).to(dev),
+            )
+            with autocast(dev, precision):
+                out = model(batch.ms_up, batch.pan)
+            loss = goal.loss(out.float(), batch)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            step += 1
+            loss_sum += loss.detach()
+            loss_n += 1
+            last = total is not None and step >= total
+            at_ckpt = step % checkpoint_every == 0
+            if step % progress_every == 0 or last or at_ckpt:
+                mean_loss = last_loss = float(loss_sum) / loss_n
+                if not math.isfinite(mean_loss):
+                    raise OptionError(
+                        f"training diverged (loss {mean_loss} at step {step}); lower --lr"
+                    )
+                metrics = validate(held) if at_ckpt else None
+                if at_ckpt:
+                    checkpoint(metrics)
+                    model.train()
+                emit(
+                    {
+                        "event": "checkpoint" if at_ckpt else "step",
+                        "step": step,
+                        "steps_total": total,
+                        "epoch": step / steps_per_epoch,
+                        "loss": mean_loss,
+                        "val": metrics,
+                        "lr": cur_lr,
+                        "elapsed": time.monotonic() - t0,
+                        "checkpoint": str(ckpt[0]) if at_ckpt else None,
+                    }
+                )
+                loss_sum.zero_()
+                loss_n = 0
+
+        if saved["step"] == step:
+            metrics = saved["val"]
+        else:
+            metrics = validate(held)
+            checkpoint(metrics)
     card = card_now(metrics)
     save_weights(out_path, model, card)
     emit(
