@@ -169,3 +169,16 @@ def test_listing_order_does_not_depend_on_which_module_imported_first():
     first_deep = run_python(code).split()
     assert first_deep == model_names()
     assert first_deep.index("brovey") < first_deep.index("pnn")
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_weights_are_refused_by_every_method_that_takes_none(name):
+    """GIHS was registered ``needs_weights`` (its spectral weights), which let
+    ``--weights`` pass silently; run options are declared per method now."""
+    takes = "weights" in get_entry(name).info.run_options
+    if takes:
+        refuse_run_options(name, ["weights"], {"weights": "--weights"})
+    else:
+        with pytest.raises(OptionError, match="takes no weights"):
+            refuse_run_options(name, ["weights"], {"weights": "--weights"})
+    assert takes == (name in ("pnn", "pannet", "dicnn", "fusionnet", "lagnet"))
