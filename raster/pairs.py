@@ -183,6 +183,48 @@ def _read_pair(
     return pan, ms, scene
 
 
+class SceneAgreement:
+    """The rules every set of training scenes follows, scene by scene as they open.
+
+    The first scene decides the bit depth (the normalisation stored with the weights) as
+    ``fuse`` decides it for the same files (:func:`raster.scene_facts.decide`), so
+    training and inference divide by the same number, and the band names a weights card
+    records (:meth:`raster.scene_facts.SceneFacts.card_band_names`); every later scene
+    must have its ratio and band count.
+    """
+
+    def __init__(self, sensor: Sensor, bit_depth: int | None = None) -> None:
+        self.sensor, self.option = sensor, bit_depth
+        self.ratio: int | None = None
+        self.bands: int | None = None
+        self.bit_depth: int | None = None
+        self.band_names: list[str] | None = None
+
+    def add(self, spec: PairSpec, scene: Scene) -> None:
+        """Take the first scene's facts, or check a later one against them."""
+        if self.ratio is None:
+            facts = decide(scene, SceneOptions(self.sensor, self.option))
+            self.ratio, self.bands = facts.ratio, facts.n_bands
+            self.bit_depth = facts.bits
+            self.band_names = facts.card_band_names()
+        elif scene.ratio != self.ratio:
+            raise OptionError(
+                f"scene {spec.name} has ratio {scene.ratio}, the first has {self.ratio}: "
+                "weights are trained for one ratio; train separate weights"
+            )
+        elif scene.n_bands != self.bands:
+            raise OptionError(
+                f"scene {spec.name} has {scene.n_bands} MS bands, the first has "
+                f"{self.bands}: every training scene needs the same bands"
+            )
+
+    def agreed_ratio(self) -> int:
+        """The scenes' ratio; refuses an empty set."""
+        if self.ratio is None:
+            raise OptionError("give at least one scene: PAN.tif:MS.tif, a folder or a CSV manifest")
+        return self.ratio
+
+
 def read_training_pairs(
     specs: list[PairSpec],
     sensor: Sensor,
@@ -190,35 +232,13 @@ def read_training_pairs(
     nodata: float | None = None,
     bit_depth: int | None = None,
 ) -> TrainingPairs:
-    """Read every pair; they must share the band count and the ratio.
-
-    The bit depth (the normalisation stored with the weights) is decided for the first
-    scene as ``fuse`` decides it for the same files (:func:`raster.scene_facts.decide`),
-    so training and inference divide by the same number; the band names are the ones a
-    weights card records (:meth:`raster.scene_facts.SceneFacts.card_band_names`).
-    """
+    """Read every pair; they follow the rules of :class:`SceneAgreement`."""
     pairs: list[tuple[np.ndarray, np.ndarray]] = []
-    depth: int | None = None
-    k: int | None = None
-    bands: int | None = None
-    names: list[str] | None = None
+    agreement = SceneAgreement(sensor, bit_depth)
     for spec in specs:
         pan, ms, scene = read_pair(spec, ratio, nodata)
-        if k is None:
-            facts = decide(scene, SceneOptions(sensor, bit_depth))
-            k, bands = facts.ratio, facts.n_bands
-            depth = facts.bits
-            names = facts.card_band_names()
-        elif scene.ratio != k:
-            raise OptionError(
-                f"scene {spec.name} has ratio {scene.ratio}, the first has {k}: weights are "
-                "trained for one ratio; train separate weights"
-            )
-        elif scene.n_bands != bands:
-            raise OptionError(
-                f"scene {spec.name} has {scene.n_bands} MS bands, the first has {bands}: "
-                "every training scene needs the same bands"
-            )
+        agreement.add(spec, scene)
         pairs.append((pan, ms))
-    assert k is not None
-    return TrainingPairs(pairs, [s.name for s in specs], k, depth, names, list(specs))
+    k = agreement.agreed_ratio()
+    names = [s.name for s in specs]
+    return TrainingPairs(pairs, names, k, agreement.bit_depth, agreement.band_names, list(specs))

@@ -30,7 +30,7 @@ from rasterio.windows import Window
 
 from errors import GeometryError, OptionError
 from physics.sensors import Sensor
-from raster.pairs import PairSpec
+from raster.pairs import PairSpec, SceneAgreement
 from raster.pairs import _crop as crop_windows  # the crop read_pair uses (private there)
 from raster.scene import Scene, open_scene
 
@@ -159,43 +159,17 @@ def open_file_pairs(
     nodata: float | None = None,
     bit_depth: int | None = None,
 ) -> TrainingFiles:
-    """Open (headers only) every pair; they must share the band count and the ratio.
-
-    The rules of :func:`raster.pairs.read_training_pairs`, without reading pixels: the
-    bit depth is resolved as ``fuse`` resolves it, band names come from the files'
-    descriptions when distinct, else from the sensor preset.
-    """
-    from tiling.fuse import resolve_bit_depth  # the one rule fuse uses
-
+    """Open (headers only) every pair; they follow the rules of
+    :class:`raster.pairs.SceneAgreement`, as :func:`raster.pairs.read_training_pairs`
+    does, without reading pixels."""
     pairs: list[FilePair] = []
-    depth: int | None = None
-    k: int | None = None
-    bands: int | None = None
-    names: list[str] | None = None
+    agreement = SceneAgreement(sensor, bit_depth)
     for spec in specs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             scene = open_scene(spec.pan, [spec.ms], ratio=ratio, nodata=nodata)
-        pair = FilePair(spec, scene)
-        if k is None:
-            k, bands = scene.ratio, scene.n_bands
-            depth = resolve_bit_depth(scene, sensor, bit_depth)
-            descr = list(scene.descriptions)
-            if all(descr) and len(set(descr)) == len(descr):
-                names = [str(d) for d in descr]
-            elif len(sensor.band_names) == bands:
-                names = list(sensor.band_names)
-        elif scene.ratio != k:
-            raise OptionError(
-                f"scene {spec.name} has ratio {scene.ratio}, the first has {k}: weights are "
-                "trained for one ratio; train separate weights"
-            )
-        elif scene.n_bands != bands:
-            raise OptionError(
-                f"scene {spec.name} has {scene.n_bands} MS bands, the first has {bands}: "
-                "every training scene needs the same bands"
-            )
-        pairs.append(pair)
-    if k is None:
-        raise OptionError("give at least one scene: PAN.tif:MS.tif, a folder or a CSV manifest")
-    return TrainingFiles(pairs, [s.name for s in specs], k, depth, names)
+        agreement.add(spec, scene)
+        pairs.append(FilePair(spec, scene))
+    k = agreement.agreed_ratio()
+    names = [s.name for s in specs]
+    return TrainingFiles(pairs, names, k, agreement.bit_depth, agreement.band_names)

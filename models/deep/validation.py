@@ -327,7 +327,11 @@ class Validation:
         if not self.held or not self.exp:
             return None
         settings = RunSettings(weights=str(path), device=str(device), precision=precision)
-        net = deep_model(name, model, card, path, device, self.ratio, settings)
+        from models.deep.method import network_model
+        from models.registry import get_entry
+
+        info = get_entry(name).info
+        net = network_model(info, model, card, path, device, self.ratio, settings)
         was_training = model.training
         model.eval()
         try:
@@ -359,23 +363,6 @@ class Validation:
             "val_patches": int(sum(f.get("patches", 1) for f in facts)),
             "val_regions": len(self.held),
         }
-
-
-def deep_model(
-    name: str,
-    model: Any,
-    card: Any,
-    path: Path | str,
-    device: Any,
-    ratio: int,
-    settings: RunSettings,
-) -> Any:
-    """A :class:`models.deep.method.DeepModel` around a network in memory, with the
-    halo and global context :func:`models.deep.method.prepare_network` gives it."""
-    from models.deep.method import network_model
-    from models.registry import get_entry
-
-    return network_model(get_entry(name).info, model, card, path, device, ratio, settings)
 
 
 def temp_folder(out_path: Path | str) -> Path:
