@@ -57,12 +57,17 @@ class MethodSpec:
     pixel (the CPU patch cap keeps it under glibc's mmap ceiling, tiling.patches).
     ``global_context``: pooled statistics, so patches differ slightly and blend wider.
     ``stochastic``: ``apply`` draws noise by position from ``RunSettings.seed``.
+    ``ratio_aligned``: patches start on the MS sample lattice (a decimation in the
+    model); ``lattice``: patch origins are also a multiple of this many pixels apart
+    (a pyramid of nearest-neighbour downscalings, PreMix-H's 4): the engine uses the
+    least common multiple of both, so a patch's pyramid samples the scene's.
     """
 
     halo: int
     tiling: str = EXACT
     needs_lowres: bool = False
     ratio_aligned: bool = False
+    lattice: int = 1
     scale: float = 1.0
     bytes_per_pixel: int = 0
     map_bytes_per_pixel: int = 0

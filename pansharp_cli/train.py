@@ -119,6 +119,13 @@ def train(
     resume: Annotated[
         str | None, typer.Option(help="Continue from a .ckpt.safetensors checkpoint.")
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from these weights of the same model (a warm start; ratio and "
+            "sensor may differ)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (patches, initialisation).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Patches per step.")] = 16,
     patch: Annotated[int, typer.Option(help="Patch size in (degraded) PAN pixels.")] = 64,
@@ -166,6 +173,10 @@ def train(
         raise OptionError(
             f"-o {output}: weights are written as safetensors; end it in .safetensors"
         )
+    if init is not None and resume is not None:
+        raise OptionError("--init and --resume exclude each other: --resume continues a run")
+    if init is not None and not Path(init).is_file():
+        raise OptionError(f"--init {init}: no such weights file")
     if resume is None or Path(resume).resolve() != Path(output).resolve():
         try:
             check_destination(output, overwrite)
@@ -200,6 +211,7 @@ def train(
                 scene_names=data.names,
                 band_names=data.band_names,
                 objective=goal,
+                init=init,
             )
     finally:
         for pair in data.pairs:

@@ -170,6 +170,21 @@ SENSORS: dict[str, Sensor] = {
             ratio=2,
             notes="toolbox generic gains; bands B2-B5; L1 DN scaled to 16 bits",
         ),
+        Sensor(
+            "landsat-r4",
+            "Landsat-derived 4 bands at ratio 4 (training set of the ratio-4 weights)",
+            (0.3,) * 4,
+            0.15,
+            ("blue", "green", "red", "nir"),
+            16,
+            weights=(0.0, 0.5, 0.5, 0.0),
+            ratio=4,
+            notes=(
+                "Landsat 7/8 PAN with the MS degraded by 2 (MTF, toolbox decimation), so "
+                "PAN/MS = 4; DN in 16 bits (Landsat 7's 8 bits x 257); the starting point "
+                "for 4-band ratio-4 sensors, tailored to them by --adapt"
+            ),
+        ),
     )
 }
 

@@ -20,8 +20,8 @@ from tests.test_deep_weights import _card
 TENSOR = "body.2.weight"  # DiCNN's middle 3x3 convolution, (64, 64, 3, 3)
 
 
-def _scene(make_scene, ratio: int = 2):
-    return make_scene(pan_shape=(64, 64), ratio=ratio, bands=4, name=f"r{ratio}")
+def _scene(make_scene, ratio: int = 2, bands: int = 4):
+    return make_scene(pan_shape=(64, 64), ratio=ratio, bands=bands, name=f"r{ratio}b{bands}")
 
 
 def _weights(path: Path, edit) -> Path:
@@ -69,11 +69,12 @@ def _classical(*extra: str):
     return build
 
 
-def _no_shipped_weights(*extra: str):
-    """A 4-band ratio-4 pair (WorldView-like): every shipped weights file is ratio 2."""
+def _no_shipped_weights(*extra: str, ratio: int = 4, bands: int = 4):
+    """A ``bands``-band ratio-``ratio`` pair: by default WorldView-like, which only the
+    Landsat-derived ratio-4 starting point fits (refused, naming --adapt)."""
 
     def build(make_scene, tmp_path: Path):
-        s = _scene(make_scene, ratio=4)
+        s = _scene(make_scene, ratio=ratio, bands=bands)
         out = tmp_path / "out.tif"
         return ["fuse", s.pan, *s.ms, "-m", "fusionnet", *extra, "-o", str(out)], out
 
@@ -89,7 +90,9 @@ CASES = [
          ("shape.safetensors", repr(TENSOR), "[64, 64, 5, 5]", "expected [64, 64, 3, 3]")),
     Case("weights-missing-tensor", _deep_run("short.safetensors", _drop), 6,
          ("short.safetensors", repr(TENSOR), "missing", "[64, 64, 3, 3]")),
-    Case("deep-no-shipped-weights", _no_shipped_weights(), 6,
+    Case("deep-starting-point-only", _no_shipped_weights(), 6,
+         ("fusionnet", "fusionnet_landsat-r4.safetensors", "--adapt", "--weights")),
+    Case("deep-no-shipped-weights", _no_shipped_weights(ratio=3, bands=3), 6,
          ("fusionnet", "ratio 2", "--weights")),
     Case("deep-shipped-weights-other-ratio", _no_shipped_weights("--sensor", "landsat8"), 6,
          ("fusionnet_landsat8.safetensors", "ratio 4", "--weights")),

@@ -16,7 +16,7 @@ import models.deep.card as card_mod
 from errors import WeightsError
 from models.deep.card import WeightsCard, find_default_weights, list_default_weights, read_card
 from models.deep.weights import load_weights, resolve_weights, save_weights
-from models.registry import available_weights, create_model, model_names
+from models.registry import available_weights, create_model, get_entry, model_names
 
 DEEP = model_names("deep")
 
@@ -68,7 +68,8 @@ def _saved(tmp_path: Path, name: str = "dicnn", n_bands: int = 4, **over) -> Pat
 @pytest.mark.parametrize("name", DEEP)
 def test_round_trip_with_card(tmp_path, name):
     torch.manual_seed(0)
-    model = create_model(name, n_bands=4)
+    physics = {"ratio": 2} if get_entry(name).info.extra.get("physics") else {}
+    model = create_model(name, n_bands=4, **physics)
     card = _card(model, name)
     path = tmp_path / "w.safetensors"
     save_weights(path, model, card)
@@ -256,3 +257,14 @@ def test_save_refuses_card_for_other_config(tmp_path):
         save_weights(
             tmp_path / "x.safetensors", model, _card(model, "dicnn", kwargs={"n_bands": 5})
         )
+
+
+def test_network_built_for_another_ratio_than_its_card_is_refused(tmp_path):
+    """OTPNet's operators are built for one ratio (its kwargs); a card claiming another
+    would decimate on the wrong lattice with exit code 0."""
+    from models.deep.weights import check_card
+
+    model = create_model("otpnet", n_bands=4, ratio=4)
+    check_card(_card(model, "otpnet", ratio=4), "w.safetensors", "otpnet", 4, 4, None)
+    with pytest.raises(WeightsError, match="built for ratio 4 but the card says 2"):
+        check_card(_card(model, "otpnet", ratio=2), "w.safetensors", "otpnet", 4, 2, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import os
 import queue
 import sys
@@ -393,7 +394,8 @@ def run_blended(
             if overlap is None:
                 overlap = default_overlap(spec.halo, spec.global_context)
             cap = cpu_patch_cap(spec.map_bytes_per_pixel, int(overlap))
-    lattice, phase = (scene.ratio, sample_phase(scene)) if spec.ratio_aligned else (1, (0, 0))
+    lattice = math.lcm(scene.ratio if spec.ratio_aligned else 1, max(1, int(spec.lattice)))
+    phase = sample_phase(scene) if spec.ratio_aligned else (0, 0)
     plan = plan_patches(
         h, w, spec.halo, s.tile, s.overlap, spec.global_context, cap, align=lattice, phase=phase
     )

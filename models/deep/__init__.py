@@ -59,9 +59,10 @@ def _register(
     cls: str,
     title: str,
     reference: str,
-    halo: int,
+    halo: int | Callable[[int], int],
     params: int,
     params_8: int,
+    module: str | None = None,
     **extra: Any,
 ) -> None:
     info = ModelInfo(
@@ -69,7 +70,7 @@ def _register(
         title=title,
         family="deep",
         reference=reference,
-        halo=lambda ratio, _h=halo: _h,
+        halo=halo if callable(halo) else (lambda ratio, _h=halo: _h),
         min_bands=1,
         max_bands=None,
         needs_weights=True,
@@ -89,7 +90,9 @@ def _register(
             **extra,
         },
     )
-    register_model(info, check=check_network, prepare=prepare_network)(_lazy_factory(name, cls))
+    register_model(info, check=check_network, prepare=prepare_network)(
+        _lazy_factory(module or name, cls)
+    )
 
 
 _register(
@@ -142,5 +145,49 @@ _register(
     global_context_note=(
         "the global harmonic bias pools over the whole tile: tiled output differs "
         "slightly from a whole-image run; global_bias=False makes it strictly local"
+    ),
+)
+_register(
+    "otpnet",
+    "OTPNet",
+    "OTPNet (Douglas-Rachford unfolding, RK4 proximal networks, real D and S operators)",
+    "Yu, Li, Liu & Sun, AAAI 2025",
+    # 3 iterations x (D^T D: 4 ratio, prox head and tail: 2, one RK4 block: 8)
+    halo=lambda ratio: 3 * (4 * int(ratio) + 10),
+    params=126_786,
+    params_8=140_634,
+    physics=True,
+    # an upper bound: the D^T D hops of the chain can only pass through MS samples, so
+    # the reach measured at ratio 4 is 74 (tests/test_deep_models.py)
+    halo_slack=4,
+    notes=(
+        "3 iterations, 32 maps, one RK4 block per proximal network (widths not in the "
+        "paper); D = the sensor's MTF blur cut to (4r+1)^2 taps and decimation on the MS "
+        "lattice, S = the sensor's band weights, both from the weights card"
+    ),
+)
+_register(
+    "premix-b",
+    "PreMixB",
+    "PreMix-B (EWFM feature mixing, per-pixel 3x3 predictive filtering)",
+    "Cui, Liu, Ma, Chen, Xu & Guo, ISPRS J. Photogramm. Remote Sens., 2025",
+    module="premix",
+    halo=10,  # head 1 + 2 EWFM layers x 3 + kernel predictor 3 (the 3x3 filter adds 1)
+    params=152_650,  # Table 3: 0.151 M
+    params_8=175_762,
+    notes="2 EWFM layers, 32 maps, 3x3 kernels (authors' code), hard mixing (eq. 16)",
+)
+_register(
+    "premix-h",
+    "PreMixH",
+    "PreMix-H (3 branches x 3 scales of progressive predictive filtering)",
+    "Cui, Liu, Ma, Chen, Xu & Guo, ISPRS J. Photogramm. Remote Sens., 2025",
+    module="premix",
+    halo=39,  # nine chained units (PreMixH.halo); patches on a 4-pixel lattice
+    params=957_681,  # Table 3: 0.865 M
+    params_8=1_165_689,
+    notes=(
+        "global histogram equalisation from scene-wide histograms instead of CLAHE; "
+        "every stage filters the original PAN; 1 EWFM layer per unit, 32 maps, 3x3 kernels"
     ),
 )

@@ -25,6 +25,18 @@ class PansharpNet(nn.Module):
     """
 
     name: str = ""
+    #: The network also takes ``lr``, the MS samples, as ``net(ms_up, pan, lr)``
+    #: (physics-based data terms, e.g. OTPNet's D operator).
+    needs_lowres: bool = False
+    #: Patches start on the MS sample lattice: sample (i, j) on patch pixel (r i, r j).
+    ratio_aligned: bool = False
+    #: Patches start a multiple of this many pixels apart (nearest-neighbour pyramids).
+    lattice: int = 1
+    #: > 0: the network equalises its inputs with scene-wide histograms of that many
+    #: bins over [0, 1], set by ``set_equalisation(ms_hist, pan_hist)`` from the scene
+    #: (fuse's prepare) or the training data (train): a patch's result then does not
+    #: depend on the patch plan (PreMix-H).
+    equalisation_bins: int = 0
 
     def __init__(self, n_bands: int, **config: Any) -> None:
         super().__init__()

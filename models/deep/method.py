@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from errors import WeightsError
 from models.protocol import BLENDED, MethodSpec, PatchBatch, PrepareContext, RunSettings
 from models.registry import Entry
 from tiling import patches
@@ -57,6 +58,9 @@ class DeepModel:
             bytes_per_pixel=patch_bytes(self.model, n, (1, 1), 2 if half else 4),
             map_bytes_per_pixel=4 * largest_map(self.model, n),
             global_context=self.global_context,
+            needs_lowres=bool(getattr(self.model, "needs_lowres", False)),
+            ratio_aligned=bool(getattr(self.model, "ratio_aligned", False)),
+            lattice=int(getattr(self.model, "lattice", 1)),
         )
 
     def tags(self) -> dict[str, str]:
@@ -81,6 +85,9 @@ class DeepModel:
         with torch.inference_mode(), autocast(self.device, self.settings.precision):
             x = torch.from_numpy(batch.ms).to(self.device)
             y = torch.from_numpy(batch.pan).to(self.device)
+            if batch.lr is not None and getattr(self.model, "needs_lowres", False):
+                lr = torch.from_numpy(batch.lr).to(self.device)
+                return self.model(x, y, lr).float().cpu().numpy()
             return self.model(x, y).float().cpu().numpy()
 
 
@@ -90,9 +97,36 @@ def fitting_weights(scene: Any, name: str, sensor_name: str, weights: str | None
     safetensors header alone, without torch; raises naming every mismatch."""
     from models.deep.weights import check_card, read_card, resolve_weights
 
+    if weights is None:
+        refuse_starting_point(scene, name, sensor_name)
     path = resolve_weights(weights, name, sensor_name)
     check_card(read_card(path), path, name, scene.n_bands, scene.ratio, sensor_name)
     return Path(path)
+
+
+#: The sensor preset of the Landsat-derived ratio-4 weights (physics.sensors).
+STARTING_POINT = "landsat-r4"
+
+
+def refuse_starting_point(scene: Any, name: str, sensor_name: str) -> None:
+    """A 4-band ratio-4 scene of a sensor without weights of its own (GeoEye-1, IKONOS,
+    WorldView, QuickBird...): the Landsat-derived ratio-4 weights exist but were not
+    trained on it, and used as they are would give a plausible but wrong image; the
+    refusal names ``--adapt``, which tailors them to the scene."""
+    from models.deep.card import default_weights_path
+    from physics.sensors import get_sensor
+
+    own = default_weights_path(name, get_sensor(sensor_name).name)
+    start = default_weights_path(name, STARTING_POINT)
+    if own.is_file() or not start.is_file() or get_sensor(sensor_name).name == STARTING_POINT:
+        return
+    if scene.n_bands != 4 or scene.ratio != 4:
+        return
+    raise WeightsError(
+        f"-m {name} has no weights trained on {sensor_name!r}; {start.name} (Landsat-derived, "
+        f"4 bands, ratio 4) is only a starting point for this sensor: tailor it to the scene "
+        f"with --adapt, or pass --weights FILE with {sensor_name} weights (pansharp train)"
+    )
 
 
 def check_network(entry: Entry, scene: Any, context: PrepareContext) -> None:
@@ -124,7 +158,52 @@ def prepare_network(entry: Entry, scene: Any, context: PrepareContext) -> DeepMo
             f"weights {path.name} were trained on {card.bit_depth}-bit data, the scene is "
             f"{bit_depth}-bit; pass --bit-depth if that is wrong"
         )
+    bins = int(getattr(model, "equalisation_bins", 0) or 0)
+    if bins > 0:
+        ms_hist, pan_hist = scene_histograms(context, scene.n_bands, bins, card)
+        model.set_equalisation(ms_hist, pan_hist)
     return network_model(info, model, card, path, device, scene.ratio, s, warnings)
+
+
+def value_histograms(
+    ms: np.ndarray, pan: np.ndarray, valid: np.ndarray | None, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of normalised values clipped to [0, 1] in ``bins`` equal bins: (B, bins)
+    for ``ms`` (B, H, W) and (bins,) for ``pan`` (H, W), over ``valid`` pixels only.
+
+    Sums of these over tiles or training windows are the scene-wide statistics a
+    network's equalisation uses (``equalisation_bins``); counts add exactly, so the
+    total does not depend on how the scene was cut.
+    """
+    keep = np.ones(pan.shape, bool) if valid is None else np.asarray(valid, bool)
+
+    def counts(v: np.ndarray) -> np.ndarray:
+        v = v[keep]
+        v = v[np.isfinite(v)]
+        idx = np.minimum((np.clip(v, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
+        return np.bincount(idx, minlength=bins).astype(np.int64)
+
+    return np.stack([counts(b) for b in ms]), counts(pan)
+
+
+def scene_histograms(
+    context: PrepareContext, n_bands: int, bins: int, card: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`value_histograms` of the whole scene (each tile's core, valid pixels), one
+    streaming pass over the scene's grid tiles (``context.scan``), before any patch."""
+    from models.deep.runtime import scale_for
+
+    if context.scan is None:
+        raise RuntimeError("equalisation statistics need a scan of the scene")
+    scale = scale_for(card.bit_depth) if card.bit_depth is not None else float(card.scale or 1)
+
+    def work(tile: Any) -> dict[str, Any]:
+        ms_h, pan_h = value_histograms(tile.ms / scale, tile.pan / scale, tile.core_valid(), bins)
+        return {"ms_hist": ms_h, "pan_hist": pan_h}
+
+    totals = context.scan.sum(0, work)
+    empty_ms, empty_pan = np.zeros((n_bands, bins), np.int64), np.zeros(bins, np.int64)
+    return totals.get("ms_hist", empty_ms), totals.get("pan_hist", empty_pan)
 
 
 def network_model(

@@ -277,12 +277,31 @@ class WindowSampler:
         self.boxes = [b for _, b in areas]
         self.patch = patch
         self.rng = rng
+        #: (lattice, phase): origins moved onto ``phase + lattice * k`` (degraded grid)
+        #: for ratio-aligned networks, whose patches start on an MS_LR sample (the
+        #: toolbox decimation keeps r k + r/2); (1, 0) leaves them where drawn.
+        self.align: tuple[int, int] = (1, 0)
 
     def windows(self, n: int) -> np.ndarray:
         """(n, 3) rows (source index, row, col) drawn from the areas."""
         got = random_windows(self.rng, self.boxes, self.patch, n)
+        lattice, phase = self.align
+        if lattice > 1:
+            got = np.stack(
+                [got[:, 0], *(self._aligned(got[:, 0], got[:, k], k) for k in (1, 2))], axis=1
+            )
         src = np.array([i for i, _ in self.areas], dtype=np.int64)
         return np.stack([src[got[:, 0]], got[:, 1], got[:, 2]], axis=1)
+
+    def _aligned(self, area: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
+        """``pos`` moved down onto the lattice, or up where that leaves the area's box
+        (an area narrower than patch + lattice keeps its only position)."""
+        lattice, phase = self.align
+        lo = np.array([self.boxes[a][2 * (axis - 1)] for a in area.tolist()], dtype=np.int64)
+        hi = np.array([self.boxes[a][2 * (axis - 1) + 1] for a in area.tolist()], dtype=np.int64)
+        down = pos - (pos - phase) % lattice
+        up = down + lattice
+        return np.where(down >= lo, down, np.where(up + self.patch <= hi, up, pos))
 
     def batch(self, n: int) -> Patches:
         """``n`` patches; windows touching nodata are replaced by further draws."""

@@ -50,6 +50,7 @@ from models.deep.runtime import (
     select_device,
 )
 from models.deep.sampler import WindowSampler, area_positions, open_sources, split_windows
+from models.deep.train_setup import initial_model, physics_kwargs, training_histograms
 from models.deep.validation import MAX_VAL_REGIONS, VAL_SIDE, Validation, choose_crops, held_out
 from models.deep.weights import (
     check_card,
@@ -230,6 +231,7 @@ def train(
     val_side: int = VAL_SIDE,
     max_val_regions: int = MAX_VAL_REGIONS,
     objective: str | Objective = DEFAULT_OBJECTIVE,
+    init: Path | str | None = None,
 ) -> TrainResult:
     """Train ``model_name`` on ``pairs`` by Wald's protocol and write weights + card.
 
@@ -244,7 +246,9 @@ def train(
     streamed scene's nodata is only known where it is read) and ``time_limit`` seconds
     (of this call); ``resume`` continues a checkpoint, counting ``steps``/``epochs``
     from the start of the first run. ``objective`` names the loss
-    (:mod:`models.deep.objectives`, default ``wald-l1``). ``progress`` receives dicts
+    (:mod:`models.deep.objectives`, default ``wald-l1``). ``init``: a weights file of
+    the same model to start from (a warm start: e.g. ratio 4 from Landsat 8 weights;
+    its ratio and sensor may differ, its tensors must fit). ``progress`` receives dicts
     with at least ``step``, ``loss`` (mean loss since the last call, normalised units)
     and ``val`` (dict of metrics, or None between validations).
 
@@ -331,8 +335,14 @@ def train(
         check_tensors(tensors, model, w_path, model_name)  # names, shapes, finite values
         model.load_state_dict(tensors)
     else:
-        model = create_model(model_name, n_bands=n_bands, **(model_kwargs or {}))
+        kwargs = {**physics_kwargs(entry, sensor_obj, ratio, n_bands), **(model_kwargs or {})}
+        model = initial_model(model_name, n_bands, kwargs, init)
     model.to(dev).train()
+    r_lattice = ratio if getattr(model, "ratio_aligned", False) else 1
+    sampler.align = (r_lattice, ratio // 2 if r_lattice > 1 else 0)
+    wants_lr = bool(getattr(model, "needs_lowres", False))
+    if resume is None and int(getattr(model, "equalisation_bins", 0) or 0) > 0:
+        model.set_equalisation(*training_histograms(sources, split.train, patch, seed, model))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if resume is not None:
         trainer = _load_optimizer(o_path, opt)
@@ -388,6 +398,7 @@ def train(
                 "precision": precision,
                 "nodata": nodata,
                 "resumed_from": resumed_from,
+                "init_from": None if init is None else Path(init).name,
             },
             validation=validation
             or {
@@ -452,7 +463,10 @@ def train(
                 torch.from_numpy(tgt).to(dev),
             )
             with autocast(dev, precision):
-                out = model(batch.ms_up, batch.pan)
+                if wants_lr:  # windows on the lattice: sample (i, j) at (r i, r j)
+                    out = model(batch.ms_up, batch.pan, batch.ms_up[..., ::ratio, ::ratio])
+                else:
+                    out = model(batch.ms_up, batch.pan)
             loss = goal.loss(out.float(), batch)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:

@@ -127,6 +127,12 @@ def check_card(
             f"it was trained at ratio {card.ratio} but this PAN/MS pair has ratio {ratio}: "
             f"pass --weights with weights trained at ratio {ratio}, or `pansharp train` them"
         )
+    built = card.kwargs.get("ratio")
+    if built is not None and int(built) != int(card.ratio):
+        problems.append(
+            f"its network was built for ratio {built} but the card says {card.ratio}: the "
+            f"file is inconsistent, retrain it with `pansharp train -m {model_name}`"
+        )
     if sensor is not None and _sensor_key(card.sensor) != _sensor_key(sensor):
         problems.append(
             f"it was trained on {card.sensor!r} scenes but the sensor is {sensor!r}: pass "

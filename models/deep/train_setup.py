@@ -1,0 +1,81 @@
+"""How a training run sets its network up before the first step.
+
+Three things a network can ask of the data before it trains, kept out of the loop
+(:mod:`models.deep.train`): constructor arguments from the sensor's physics (OTPNet's
+degradation and spectral operators), a warm start from other weights (``--init``: the
+ratio-4 set from the Landsat 8 weights), and equalisation statistics of the training
+data (PreMix-H's histogram-equalisation branch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from errors import OptionError
+from models.deep.card import read_card
+from models.deep.sampler import WindowSampler
+from models.deep.weights import check_tensors, load_state
+from models.registry import create_model
+from physics.sensors import Sensor
+
+#: Random training windows whose values make the equalisation histograms.
+HISTOGRAM_WINDOWS = 256
+
+
+def physics_kwargs(entry: Any, sensor: Sensor, ratio: int, n_bands: int) -> dict[str, Any]:
+    """Constructor arguments a physics-based network takes from the sensor and ratio
+    (registry ``extra["physics"]``: OTPNet's D and S operators): ratio, the MTF Nyquist
+    gains and the pseudo-PAN weights, written into the card with the other kwargs."""
+    if not entry.info.extra.get("physics"):
+        return {}
+    return {
+        "ratio": int(ratio),
+        "gains": [float(g) for g in sensor.gains(n_bands)],
+        "band_weights": [float(w) for w in sensor.band_weights(n_bands)],
+    }
+
+
+def initial_model(
+    model_name: str, n_bands: int, kwargs: dict[str, Any], init: Path | str | None
+) -> torch.nn.Module:
+    """A new network, or one warm-started from ``init`` (its architecture kwargs, with
+    this run's band count and physics; tensors checked before they are copied)."""
+    if init is None:
+        return create_model(model_name, n_bands=n_bands, **kwargs)
+    card0 = read_card(init)
+    if card0.model != model_name:
+        raise OptionError(
+            f"--init {init} holds {card0.model!r} weights, not {model_name!r}: "
+            f"pass {model_name} weights or run with -m {card0.model}"
+        )
+    model = create_model(model_name, **{**card0.kwargs, **kwargs, "n_bands": n_bands})
+    tensors, _ = load_state(init)
+    check_tensors(tensors, model, init, model_name)
+    model.load_state_dict(tensors)
+    return model
+
+
+def training_histograms(
+    sources: Sequence[Any], areas: Sequence[Any], patch: int, seed: int, model: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equalisation statistics of the training data: :func:`models.deep.method.
+    value_histograms` summed over HISTOGRAM_WINDOWS random training windows, drawn with
+    their own generator (the training sequence of windows is not disturbed)."""
+    from models.deep.method import value_histograms
+
+    bins = int(model.equalisation_bins)
+    rng = np.random.default_rng([seed, 0x4845])  # "HE"
+    draws = WindowSampler(sources, areas, patch, rng)
+    ms_up, pan, _ = draws.batch(HISTOGRAM_WINDOWS)
+    ms_h = np.zeros((ms_up.shape[1], bins), np.int64)
+    pan_h = np.zeros(bins, np.int64)
+    for m, p in zip(ms_up, pan, strict=True):
+        a, b = value_histograms(m, p[0], None, bins)
+        ms_h += a
+        pan_h += b
+    return ms_h, pan_h
