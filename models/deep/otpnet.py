@@ -50,7 +50,6 @@ from torch import nn
 from models.deep.common import PansharpNet, conv
 from physics.mtf import MTF_HALF, mtf_kernel
 
-
 #: Scale of the proximal networks' default tail initialisation (see ProxNet).
 TAIL_INIT = 0.1
 
