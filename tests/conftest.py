@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +146,17 @@ def make_scene(tmp_path: Path) -> Callable[..., ScenePaths]:
 @pytest.fixture(autouse=True)
 def _few_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread and seed 0 for a torch test module (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``): the tensors are tiny, and OpenMP
+    threads spin badly on a busy 2-core machine. torch is imported only when used."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)

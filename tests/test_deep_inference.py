@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -54,12 +53,7 @@ SCALE = 65535.0
 L7 = SHARED / "landsat7_crops"
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_weights(

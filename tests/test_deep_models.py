@@ -7,8 +7,6 @@ and a few optimiser steps lowering the loss on a fixed batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -22,14 +20,7 @@ from tests.probe import run_python
 DEEP = model_names("deep")
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads() -> Iterator[None]:
-    """One thread: these tensors are tiny, and OpenMP threads spin badly on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _inputs(n: int, b: int, h: int, w: int, dtype=torch.float32):

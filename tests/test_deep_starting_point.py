@@ -11,6 +11,8 @@ import pytest
 import models.deep.card as card_mod
 from errors import WeightsError
 from models.deep.method import STARTING_POINT, refuse_starting_point
+from tests.cli import one_line_error, run_cli
+from tests.conftest import SHARED, needs_shared
 
 
 @pytest.fixture
@@ -40,3 +42,19 @@ def test_not_refused_where_it_does_not_apply(weights_dir):
     refuse_starting_point(_scene(), "dicnn", "worldview2")  # no starting point for dicnn
     (weights_dir / "fusionnet_worldview2.safetensors").write_bytes(b"x")
     refuse_starting_point(_scene(), "fusionnet", "worldview2")  # weights of its own
+
+
+@needs_shared("spacenet6_wv2_tiles")
+@pytest.mark.parametrize("model", ["fusionnet", "otpnet", "premix-h"])
+def test_worldview2_tile_is_refused_naming_adapt(tmp_path, capsys, model):
+    """A real WorldView-2 tile (4 bands, ratio 4) with the shipped weights: one line
+    naming --adapt, exit code 6, nothing at the destination."""
+    if not card_mod.default_weights_path(model, STARTING_POINT).is_file():
+        pytest.skip(f"{model}_{STARTING_POINT}.safetensors not trained yet")
+    tiles = SHARED / "spacenet6_wv2_tiles"
+    out = tmp_path / "wv2.tif"
+    args = ["fuse", str(tiles / "pan1.tif"), str(tiles / "ms1.tif"), "-m", model]
+    code, _, err = run_cli([*args, "--sensor", "worldview2", "-o", str(out)], capsys)
+    line = one_line_error(code, err, "--adapt", f"{model}_{STARTING_POINT}", "worldview2")
+    assert code == 6, line
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,17 +31,14 @@ SMALL = {  # small widths: the training tests check the loop, not the published 
     "dicnn": {"channels": 8},
     "fusionnet": {"channels": 8, "n_blocks": 1},
     "lagnet": {"channels": 8, "n_blocks": 1},
+    "otpnet": {"channels": 8, "iterations": 2},
+    "premix-b": {"channels": 8, "layers": 1},
+    "premix-h": {"channels": 8, "bins": 32},
 }
 FAST = dict(patch=16, batch_size=4, lr=2e-3, bit_depth=12)
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads() -> Iterator[None]:
-    """One thread: these tensors are tiny, and OpenMP threads spin badly on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(seed: int, bands: int = 4, size: int = 48, ratio: int = 2):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,7 @@ from models.registry import available_weights, create_model, get_entry, model_na
 DEEP = model_names("deep")
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads() -> Iterator[None]:
-    """One thread: these tensors are tiny, and OpenMP threads spin badly on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,13 +21,7 @@ from models.deep.train import train, trainable_models
 from models.registry import get_entry, model_names
 from tests.cli import one_line_error, run_cli
 
-
-@pytest.fixture(autouse=True)
-def _torch_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pairs(n: int = 2, size: int = 40, ratio: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import rasterio
@@ -31,12 +29,7 @@ SCALE = 4095.0
 STREAM_TERMS = 2
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(seed: int, size: int, ratio: int, bands: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,6 @@ networks, physics constructor arguments, warm starts (--init), equalisation stat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,13 +24,7 @@ from physics.degrade import degrade_ms
 from physics.sensors import get_sensor
 from tests.test_deep_train import FAST, _pair
 
-
-@pytest.fixture(autouse=True)
-def _torch_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

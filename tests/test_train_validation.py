@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +37,7 @@ SMALL = {"channels": 8}
 FAST = dict(patch=16, batch_size=4, lr=2e-3, bit_depth=BITS, model_kwargs=SMALL, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _torch_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _files(make_scene, shape: tuple[int, int], n: int = 1, **kw):

@@ -250,8 +250,9 @@ def patch_bytes(model: Any, n_bands: int, shape: tuple[int, int], bytes_per_valu
 
     Six maps of the widest convolution (input, output, residual, ReLU and the allocator's
     slack) plus the inputs and output, plus the largest transient a module declares
-    (``transient_channels``: LAGConv's k^2 x C_out tap responses). Measured peaks per
-    pixel of the five baselines stay below it (tests/test_deep_memory.py).
+    (``transient_channels``: LAGConv's k^2 x C_out tap responses, OTPNet's Runge-Kutta
+    stages, PreMix's predicted kernels). Measured peaks per pixel of every network stay
+    below it (tests/test_deep_memory.py).
     """
     widest, transient = map_widths(model, n_bands)
     px = shape[0] * shape[1]

@@ -25,8 +25,8 @@ back to B bands added to X. The data terms use the real operators (eq. 1):
 - D = the sensor's MTF blur (:func:`physics.mtf.mtf_kernel`, per band) then decimation at
   the MS sample positions; the patch is ratio-aligned (sample (i, j) on pixel (r i, r j)),
   so decimation keeps pixels (r i, r j). The 41-tap kernel is cut to its central
-  (4r + 1)^2 taps and renormalised: at Nyquist gains >= 0.2 they hold >= 99.95 % of its
-  sum (ratio 2 and 4, measured), and the receptive field stays a few ratios wide rather
+  (4r + 1)^2 taps and renormalised: at Nyquist gains 0.15-0.5 they hold >= 99.7 % of its
+  sum at ratios 2-4 (tests/test_otpnet.py), and the receptive field stays a few ratios wide rather
   than 40 pixels per iteration. D^T = zero insertion at the samples and the same
   (symmetric) blur; both zero-padded, so D^T is D's exact adjoint.
 - S = the spectral response: pseudo-PAN = sum_b w_b H_b with the sensor's band weights
@@ -74,6 +74,11 @@ class RK4Block(nn.Module):
             conv(channels, channels, 3), nn.ReLU(inplace=True), conv(channels, channels, 3)
         )
         self.omega = nn.Parameter(torch.tensor([0.5, 0.5, 1.0, 1.0 / 6.0]))
+        # live at once beyond a plain conv stack: k1..k4, the stage input N + w k, F's
+        # inner map and the head's input and output (models.deep.method.patch_bytes:
+        # 461 floats per pixel planned at C = 32, 4 bands; 318-384 measured by
+        # tests/test_deep_memory.py's probe)
+        self.transient_channels = 8 * channels
 
     def forward(self, n: torch.Tensor) -> torch.Tensor:
         w = self.omega

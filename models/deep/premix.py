@@ -154,6 +154,12 @@ class PreMixH(PansharpNet):
             )
             for _ in BRANCHES
         )
+        # full-resolution maps beyond one unit's: both kernels and their two nearest-
+        # upsampled copies, the carried and the new features of both flows with their
+        # ResBlocks' inner maps, and the HE and HP branch inputs (patch_bytes; measured
+        # in tests/test_deep_memory.py)
+        taps = b * int(kernel) ** 2
+        self.transient_channels = 6 * taps + 6 * int(channels) + 3 * (b + 1)
         ident = torch.linspace(0.0, 1.0, int(bins) + 1)
         self.register_buffer("he_ms", ident.repeat(b, 1))
         self.register_buffer("he_pan", ident.view(1, -1).clone())

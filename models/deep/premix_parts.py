@@ -145,6 +145,8 @@ class PreMixUnit(nn.Module):
         self.head_p = conv(n_bands, channels, 3)
         self.layers = nn.ModuleList(EWFM(channels, mask, hard, gain) for _ in range(layers))
         taps = n_bands * kernel * kernel
+        # K_Y and K_P are live together while filtering (models.deep.method.patch_bytes)
+        self.transient_channels = 2 * taps
         self.kernels_y = nn.Sequential(ResBlock(channels), conv(channels, taps, 3))
         self.kernels_p = nn.Sequential(ResBlock(channels), conv(channels, taps, 3))
         with torch.no_grad():  # small kernels at first: the output starts at Y (residual)
@@ -192,7 +194,8 @@ def unit_reach(scale: int, layers: int, pre: int, carry: int | None) -> tuple[in
 def high_pass(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     """x minus its 3x3 Gaussian low pass (sigma 1.5, reflect padding): the HP branch's
     input (section 3.4)."""
-    g = torch.tensor([math.exp(-1.0 / (2 * sigma**2)), 1.0, math.exp(-1.0 / (2 * sigma**2))])
+    e = math.exp(-1.0 / (2 * sigma**2))
+    g = torch.tensor([e, 1.0, e], dtype=torch.float64)  # taps sum to 1 in x's precision
     g = (g / g.sum()).to(x)
     c = x.shape[1]
     weight = (g[:, None] * g[None, :]).expand(c, 1, 3, 3)

@@ -4,11 +4,12 @@
 Runs, per crop of ``landsat7_test.csv`` (run from anywhere):
 
     pansharp evaluate PAN MS --ratio 2 --sensor landsat7 --protocol reduced \
-        -m exp -m gsa -m mtf-glp-fs -m bdsd-pc -m pracs -m pnn ... \
+        -m brovey -m ihs ... -m awlp -m pnn ... \
         --weights pnn=models/deep/weights/pnn_landsat7.safetensors ... --json FILE
 
-and prints a Markdown table of each index averaged over the crops (Q2n, Q, SAM,
-ERGAS, SCC, PSNR, SSIM). Deep models whose weights file is missing are skipped.
+with every registered method (the registry's order: numpy methods, then networks), and
+prints a Markdown table of each index averaged over the crops (Q2n, Q, SAM, ERGAS, SCC,
+PSNR, SSIM). Networks whose weights file is missing are skipped, with a warning.
 Per-crop JSON reports go to ``--out`` (default: a temporary folder).
 """
 
@@ -24,8 +25,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
-CLASSICAL = ["exp", "gsa", "mtf-glp-fs", "bdsd-pc", "pracs"]
-DEEP = ["pnn", "pannet", "dicnn", "fusionnet", "lagnet"]
 INDEXES = [
     ("q2n", "Q2n", 4),
     ("q", "Q", 4),
@@ -55,7 +54,16 @@ def main() -> int:
             )
             for r in csv.DictReader(f)
         ]
-    deep = [m for m in DEEP if (HERE / f"{m}_landsat7.safetensors").is_file()]
+    sys.path.insert(0, str(ROOT))
+    from models.registry import get_entry, model_names
+
+    names = model_names()
+    weighted = [m for m in names if "weights" in get_entry(m).info.run_options]
+    missing = [m for m in weighted if not (HERE / f"{m}_landsat7.safetensors").is_file()]
+    for m in missing:
+        print(f"warning: no {m}_landsat7.safetensors, {m} not scored", file=sys.stderr)
+    methods = [m for m in names if m not in missing]
+    deep = [m for m in weighted if m not in missing]
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="pansharp_eval_"))
     out.mkdir(parents=True, exist_ok=True)
 
@@ -77,7 +85,7 @@ def main() -> int:
             "--json",
             str(report),
         ]
-        for m in CLASSICAL + deep:
+        for m in methods:
             cmd += ["-m", m]
         for m in deep:
             cmd += ["--weights", f"{m}={HERE / f'{m}_landsat7.safetensors'}"]
@@ -90,7 +98,7 @@ def main() -> int:
 
     n = len(crops)
     means = {}
-    for m in CLASSICAL + deep:
+    for m in methods:
         rows = per_method.get(m, [])
         if len(rows) != n:
             print(f"warning: {m} scored on {len(rows)}/{n} crops", file=sys.stderr)
@@ -111,7 +119,7 @@ def main() -> int:
         for k, _, d in INDEXES:
             s = f"{v[k]:.{d}f}"
             cells.append(f"**{s}**" if best[k] == m else s)
-        kind = " (deep)" if m in DEEP else ""
+        kind = " (deep)" if m in deep else ""
         print(f"| {m}{kind} | " + " | ".join(cells) + " |")
     return 0
 
