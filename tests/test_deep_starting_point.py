@@ -49,8 +49,6 @@ def test_not_refused_where_it_does_not_apply(weights_dir):
 def test_worldview2_tile_is_refused_naming_adapt(tmp_path, capsys, model):
     """A real WorldView-2 tile (4 bands, ratio 4) with the shipped weights: one line
     naming --adapt, exit code 6, nothing at the destination."""
-    if not card_mod.default_weights_path(model, STARTING_POINT).is_file():
-        pytest.skip(f"{model}_{STARTING_POINT}.safetensors not trained yet")
     tiles = SHARED / "spacenet6_wv2_tiles"
     out = tmp_path / "wv2.tif"
     args = ["fuse", str(tiles / "pan1.tif"), str(tiles / "ms1.tif"), "-m", model]
