@@ -36,6 +36,7 @@ budget() {  # pansharp train options bounding model $1 on set $2
     landsat7:lagnet) echo "--steps 1000 --time-limit 3600" ;;
     landsat7:otpnet | landsat7:premix-h) echo "--time-limit 900" ;;
     landsat7:premix-b) echo "--time-limit 360" ;;
+    landsat7-more:premix-b) echo "--time-limit 600" ;;
     landsat8:pnn | landsat8:lagnet | landsat8:premix-h) echo "--time-limit 360" ;;
     landsat8:otpnet) echo "--time-limit 300" ;;
     ratio4:pnn | ratio4:lagnet) echo "--time-limit 240" ;;
@@ -49,8 +50,10 @@ run() {  # model set file args...
   shift 3
   if [ "${SKIP_DONE:-0}" = 1 ] && [ -f "$file" ]; then
     echo "=== $m $set: $file exists, kept"
+    RAN=0
     return
   fi
+  RAN=1
   echo "=== $m $set ($(date -u +%H:%M:%S))"
   # shellcheck disable=SC2046  # the budget is several words on purpose
   pansharp train -m "$m" "$@" $(budget "$m" "$set") --seed "$SEED" --device cpu \
@@ -68,7 +71,14 @@ for set in $SETS; do
     case "$set" in
       landsat7)
         run "$m" landsat7 "$OUT/${m}_landsat7.safetensors" \
-          "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2 ;;
+          "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2
+        if [ "$m" = premix-b ] && [ "$RAN" = 1 ]; then  # a second run, warm-started from the first
+          mv "$OUT/${m}_landsat7.safetensors" "$OUT/.${m}_landsat7.first.safetensors"
+          run "$m" landsat7-more "$OUT/${m}_landsat7.safetensors" \
+            "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2 \
+            --init "$OUT/.${m}_landsat7.first.safetensors"
+          rm -f "$OUT/.${m}_landsat7.first.safetensors"
+        fi ;;
       landsat8)
         # The MS comes as four single-band files; landsat8_lc80200392015216_ms.vrt stacks
         # B2-B5 (gdalbuildvrt -separate ... test_B{2,3,4,5}.tif, run in this folder).
