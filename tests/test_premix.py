@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models.deep.method import bin_counts
 from models.deep.premix import PreMixH
 from models.deep.premix_parts import (
     EWFM,
@@ -21,7 +22,6 @@ from models.deep.premix_parts import (
     cumulative_tables,
     hard_mix,
     high_pass,
-    histogram,
     predictive_filter,
 )
 from models.registry import get_entry
@@ -77,7 +77,7 @@ def test_high_pass_removes_constants():
 def test_equalisation_tables_flatten_the_histogram():
     rng = np.random.default_rng(0)
     v = rng.beta(2, 5, size=(1, 1, 200, 200))  # skewed towards dark values
-    counts = torch.as_tensor(histogram(v, 256))[None]
+    counts = torch.as_tensor(bin_counts(v, 256))[None]
     tables = cumulative_tables(counts)
     assert tables.shape == (1, 257) and tables[0, 0] == 0 and tables[0, -1] == 1
     assert (tables.diff() >= 0).all()

@@ -42,10 +42,7 @@ class DeepModel:
     @property
     def scale(self) -> float:
         """The weights' normalisation: DN / (2^bit_depth - 1), or the card's own scale."""
-        from models.deep.runtime import scale_for
-
-        card = self.card
-        return scale_for(card.bit_depth) if card.bit_depth is not None else float(card.scale or 1)
+        return card_scale(self.card)
 
     @property
     def spec(self) -> MethodSpec:
@@ -104,6 +101,13 @@ def fitting_weights(scene: Any, name: str, sensor_name: str, weights: str | None
     return Path(path)
 
 
+def card_scale(card: Any) -> float:
+    """The weights' normalisation: DN / (2^bit_depth - 1), or the card's own scale."""
+    from models.deep.runtime import scale_for
+
+    return scale_for(card.bit_depth) if card.bit_depth is not None else float(card.scale or 1)
+
+
 #: The sensor preset of the Landsat-derived ratio-4 weights (physics.sensors).
 STARTING_POINT = "landsat-r4"
 
@@ -116,9 +120,10 @@ def refuse_starting_point(scene: Any, name: str, sensor_name: str) -> None:
     from models.deep.card import default_weights_path
     from physics.sensors import get_sensor
 
-    own = default_weights_path(name, get_sensor(sensor_name).name)
+    sensor = get_sensor(sensor_name).name
+    own = default_weights_path(name, sensor)
     start = default_weights_path(name, STARTING_POINT)
-    if own.is_file() or not start.is_file() or get_sensor(sensor_name).name == STARTING_POINT:
+    if own.is_file() or not start.is_file() or sensor == STARTING_POINT:
         return
     if scene.n_bands != 4 or scene.ratio != 4:
         return
@@ -176,14 +181,16 @@ def value_histograms(
     total does not depend on how the scene was cut.
     """
     keep = np.ones(pan.shape, bool) if valid is None else np.asarray(valid, bool)
+    return np.stack([bin_counts(b[keep], bins) for b in ms]), bin_counts(pan[keep], bins)
 
-    def counts(v: np.ndarray) -> np.ndarray:
-        v = v[keep]
-        v = v[np.isfinite(v)]
-        idx = np.minimum((np.clip(v, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
-        return np.bincount(idx, minlength=bins).astype(np.int64)
 
-    return np.stack([counts(b) for b in ms]), counts(pan)
+def bin_counts(values: np.ndarray, bins: int) -> np.ndarray:
+    """Counts (bins,) int64 of the finite ``values`` clipped to [0, 1] in ``bins`` equal
+    bins, the last one closed: the one binning of every equalisation statistic."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    idx = np.minimum((np.clip(v, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
+    return np.bincount(idx, minlength=bins).astype(np.int64)
 
 
 def scene_histograms(
@@ -191,11 +198,9 @@ def scene_histograms(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`value_histograms` of the whole scene (each tile's core, valid pixels), one
     streaming pass over the scene's grid tiles (``context.scan``), before any patch."""
-    from models.deep.runtime import scale_for
-
     if context.scan is None:
         raise RuntimeError("equalisation statistics need a scan of the scene")
-    scale = scale_for(card.bit_depth) if card.bit_depth is not None else float(card.scale or 1)
+    scale = card_scale(card)
 
     def work(tile: Any) -> dict[str, Any]:
         ms_h, pan_h = value_histograms(tile.ms / scale, tile.pan / scale, tile.core_valid(), bins)

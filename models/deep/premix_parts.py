@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -201,16 +200,6 @@ def high_pass(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     weight = (g[:, None] * g[None, :]).expand(c, 1, 3, 3)
     mode = "reflect" if min(x.shape[-2:]) > 1 else "replicate"
     return x - F.conv2d(F.pad(x, (1, 1, 1, 1), mode=mode), weight, groups=c)
-
-
-def histogram(values: torch.Tensor | np.ndarray, bins: int) -> np.ndarray:
-    """Counts (bins,) int64 of the finite ``values`` clipped to [0, 1] in ``bins`` equal bins
-    (the last bin closed), the binning of :func:`models.deep.method.value_histograms`;
-    counts of several tiles add up to the scene's."""
-    v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-    v = v[np.isfinite(v)].astype(np.float64)
-    idx = np.minimum((np.clip(v, 0.0, 1.0) * bins).astype(np.int64), bins - 1)
-    return np.bincount(idx, minlength=bins).astype(np.int64)
 
 
 def cumulative_tables(counts: torch.Tensor) -> torch.Tensor:
