@@ -111,3 +111,40 @@ def test_parameter_counts_are_near_table_3(name):
     info = get_entry(name).info
     paper = info.extra["paper_params"]
     assert abs(info.params - paper) / paper < 0.15
+
+
+def test_per_sample_tables_equalise_each_sample_by_its_own_scene():
+    """Training equalises each window by its own scene's statistics: a batch with
+    per-sample tables gives, sample by sample, what that sample gives alone under its
+    scene's tables; the scene tables (saved with the weights) stay as they were."""
+    torch.manual_seed(0)
+    net = PreMixH(3, channels=8).eval()
+    rng = np.random.default_rng(2)
+    ms_c = [rng.integers(0, 50, (3, 256)) for _ in range(2)]
+    pan_c = [rng.integers(0, 50, 256) for _ in range(2)]
+    ms, pan = torch.rand(2, 3, 24, 28), torch.rand(2, 1, 24, 28)
+    alone = []
+    for k in range(2):
+        net.set_equalisation(ms_c[k], pan_c[k])
+        with torch.inference_mode():
+            alone.append(net(ms[k : k + 1], pan[k : k + 1]))
+    scene_tables = net.he_ms.clone()
+    net.set_equalisation(np.stack(ms_c), np.stack(pan_c))
+    with torch.inference_mode():
+        both = net(ms, pan)
+    assert_rounding_close(both, torch.cat(alone), 64)
+    assert torch.equal(net.he_ms, scene_tables)
+    assert set(net.state_dict()) == {k for k, _ in PreMixH(3, channels=8).state_dict().items()}
+    with pytest.raises(ValueError, match="2 sets of tables for a batch of 1"):
+        net(ms[:1], pan[:1])
+    net.set_equalisation(ms_c[0], pan_c[0])  # scene counts drop the per-sample tables
+    assert net.sample_tables is None
+
+
+def test_per_sample_lookup_equals_one_lookup_per_sample():
+    rng = np.random.default_rng(3)
+    tables = cumulative_tables(torch.as_tensor(rng.integers(0, 9, (3, 2, 16))))
+    x = torch.rand(3, 2, 5, 6, dtype=torch.float64)
+    got = apply_tables(x, tables)
+    for n in range(3):
+        assert torch.equal(got[n : n + 1], apply_tables(x[n : n + 1], tables[n]))

@@ -111,13 +111,31 @@ def test_value_histograms_clip_and_mask():
     assert pan_h.tolist() == [2, 2]  # NaN skipped, 0.8 masked
 
 
-def test_training_histograms_count_every_window_pixel(pairs):
+def test_training_histograms_are_per_scene_and_count_every_window_pixel(pairs):
     sources = _sources(pairs)
     model = SimpleNamespace(equalisation_bins=32)
-    boxes = [(i, (0, 48, 0, 48)) for i in range(3)]
+    boxes = [(0, (0, 48, 0, 48)), (2, (0, 48, 0, 24)), (2, (0, 24, 24, 48))]
     ms_h, pan_h = training_histograms(sources, boxes, 16, 0, model)
-    assert ms_h.shape == (4, 32) and pan_h.shape == (32,)
-    assert (ms_h.sum(1) == HISTOGRAM_WINDOWS * 16 * 16).all()
-    assert pan_h.sum() == HISTOGRAM_WINDOWS * 16 * 16
+    assert ms_h.shape == (3, 4, 32) and pan_h.shape == (3, 32)
+    assert (ms_h[[0, 2]].sum(2) == HISTOGRAM_WINDOWS * 16 * 16).all()
+    assert (pan_h[[0, 2]].sum(1) == HISTOGRAM_WINDOWS * 16 * 16).all()
+    assert ms_h[1].sum() == 0 and pan_h[1].sum() == 0  # no training area in scene 1
+    # scene 0's statistics are its own windows' (drawn from scene 0 alone)
+    alone = training_histograms(sources, boxes[:1], 16, 0, model)
+    assert np.array_equal(alone[0][0], ms_h[0]) and np.array_equal(alone[1][0], pan_h[0])
+    assert not np.array_equal(ms_h[0], ms_h[2])
     again = training_histograms(sources, boxes, 16, 0, model)
     assert np.array_equal(again[0], ms_h)  # seeded: the same statistics every run
+
+
+def test_sampler_reports_the_scene_of_every_patch(pairs):
+    sources = _sources(pairs)
+    boxes = [(0, (0, 48, 0, 48)), (2, (0, 48, 0, 48))]
+    sampler = WindowSampler(sources, boxes, 16, np.random.default_rng(4))
+    ms_up, _, _ = sampler.batch(12)
+    twin = WindowSampler(sources, boxes, 16, np.random.default_rng(4))
+    wins = twin.windows(12)  # no nodata: the batch is exactly these windows
+    assert sampler.drawn.tolist() == wins[:, 0].tolist()
+    assert set(sampler.drawn.tolist()) == {0, 2}
+    for k, (s, y, x) in enumerate(wins.tolist()):
+        assert np.array_equal(ms_up[k], sources[s].patch(y, x, 16)[0])

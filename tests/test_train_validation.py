@@ -361,3 +361,72 @@ def test_validation_is_deterministic_and_resumes_exactly(tmp_path, make_scene):
         p.close()
     assert a.card.validation == b.card.validation == resumed.card.validation
     assert a.card.validation["val_pixels"] == 96 * 96
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_equalising_network_trains_and_validates_on_each_scenes_own_tables(
+    tmp_path, make_scene, monkeypatch
+):
+    """PreMix-H equalises by scene statistics. Training: every window gets the tables
+    of the scene it was drawn from (per-sample counts, rows of the per-scene statistics);
+    validation: each held-out crop its own, as ``fuse`` computes them, so the metric is
+    fuse's; the saved tables are the pooled training statistics."""
+    from types import SimpleNamespace
+
+    from models.deep.premix import PreMixH
+    from models.deep.premix_parts import cumulative_tables
+    from models.deep.sampler import open_sources
+    from models.deep.train_setup import training_histograms
+    from models.deep.weights import load_state
+
+    files = _files(make_scene, (96, 320), n=3)
+    calls: list[np.ndarray] = []
+    real = PreMixH.set_equalisation
+
+    def spy(self, ms_hist, pan_hist):
+        if np.ndim(ms_hist) == 3:
+            calls.append(np.asarray(ms_hist))
+        return real(self, ms_hist, pan_hist)
+
+    monkeypatch.setattr(PreMixH, "set_equalisation", spy)
+    out = tmp_path / "w.safetensors"
+    fused_dir = tmp_path / "fused"
+    fused_dir.mkdir()
+    seen: list[tuple[dict, list[np.ndarray], list[np.ndarray]]] = []
+
+    def check(info: dict) -> None:
+        if info["event"] != "checkpoint":
+            return
+        (folder,) = tmp_path.glob("w.validation-*")
+        fused, refs = [], []
+        for k, (pan, ms, ref) in enumerate(_crop_files(folder)):
+            target = fused_dir / f"{info['step']}_{k}.tif"
+            opts = FuseOptions(method="premix-h", sensor="landsat8", weights=info["checkpoint"],
+                               device="cpu", dtype="float32", bit_depth=BITS)  # fmt: skip
+            fuse_files(str(pan), [str(ms)], str(target), opts)
+            fused.append(_read(target))
+            refs.append(_read(ref))
+        seen.append((info["val"], fused, refs))
+
+    train(
+        "premix-h", files.pairs, "landsat8", files.ratio, out, steps=3, checkpoint_every=3,
+        val_fraction=0.34, progress=check, **FAST,
+    )  # fmt: skip
+    assert len(seen) == 1 and len(calls) == 3  # one per-sample set of tables per step
+    sources = open_sources(files.pairs, SENSOR.gains, files.ratio, SCALE)
+    split = split_windows(sources, 0.34, 0, FAST["patch"], files.ratio)
+    bins = SimpleNamespace(equalisation_bins=256)
+    ms_s, pan_s = training_histograms(sources, split.train, FAST["patch"], 0, bins)
+    for p in files.pairs:
+        p.close()
+    train_idx = sorted({i for i, _ in split.train})
+    assert len(train_idx) == 2
+    for batch in calls:
+        assert batch.shape == (FAST["batch_size"], 4, 256)
+        assert all(any(np.array_equal(row, ms_s[i]) for i in train_idx) for row in batch)
+    tensors, _ = load_state(out)
+    pooled = cumulative_tables(torch.as_tensor(ms_s.sum(0))).float()
+    assert torch.allclose(tensors["he_ms"], pooled, atol=0)
+    val, fused, refs = seen[0]
+    l1, _, top = _scores(fused, refs)
+    assert abs(val["val_l1"] - l1) <= 16 * EPS32 * top, (val["val_l1"], l1)

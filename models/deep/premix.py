@@ -17,8 +17,12 @@ where the paper is open:
 
 - HE is a *global* equalisation (the paper's Fig. 8b; the authors' code uses CLAHE) by
   lookup tables of scene-wide cumulative histograms (``set_equalisation``, from the
-  scene's scan in ``fuse``, from the training windows in ``train``): a patch's result
-  then does not depend on where the patch plan cuts the scene.
+  scene's scan in ``fuse``): a patch's result then does not depend on where the patch
+  plan cuts the scene. ``train`` equalises each window by the statistics of its own
+  scene (random windows of that scene) and validates each held-out crop by its own, as
+  ``fuse`` would: pooled tables of all training scenes let the HE branch learn values
+  it never sees in ``fuse`` (held-out Q2n fell from 0.9308 to 0.9209 and 0.8838 to
+  0.8454 on two crops when fused with their own tables instead of the pooled ones).
 - The PAN filtered by every unit is the original PAN, so every stage's output stays in
   the image's units; the HE and HP inputs only steer the kernels.
 - Patch origins are multiples of 4 pixels apart (``lattice``), so every patch's
@@ -163,20 +167,47 @@ class PreMixH(PansharpNet):
         ident = torch.linspace(0.0, 1.0, int(bins) + 1)
         self.register_buffer("he_ms", ident.repeat(b, 1))
         self.register_buffer("he_pan", ident.view(1, -1).clone())
+        #: (ms, pan) tables per sample of the batch, (N, B, knots) and (N, 1, knots), or
+        #: None: the scene tables above (set_equalisation).
+        self.sample_tables: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def set_equalisation(self, ms_hist: np.ndarray, pan_hist: np.ndarray) -> None:
-        """HE lookup tables from scene-wide counts: ``ms_hist`` (B, bins), ``pan_hist``
-        (bins,) or (1, bins), as :func:`models.deep.method.value_histograms` bins them."""
+        """HE lookup tables from value counts, as :func:`models.deep.method.
+        value_histograms` bins them.
+
+        Scene counts, ``ms_hist`` (B, bins) and ``pan_hist`` (bins,) or (1, bins), set
+        the tables of every following patch (the ``he_ms``/``he_pan`` buffers, saved
+        with the weights); they also drop any per-sample tables. Per-sample counts,
+        ``ms_hist`` (N, B, bins) and ``pan_hist`` (N, bins) or (N, 1, bins), equalise
+        sample n of the next batches by its own scene's statistics, as ``fuse`` does
+        with a whole scene (training draws windows from many scenes); they are not
+        saved.
+        """
         ms = torch.as_tensor(np.asarray(ms_hist, dtype=np.float64))
-        pan = torch.as_tensor(np.asarray(pan_hist, dtype=np.float64)).reshape(1, -1)
+        pan = torch.as_tensor(np.asarray(pan_hist, dtype=np.float64))
+        per_sample = ms.dim() == 3
+        lead = (ms.shape[0],) if per_sample else ()
+        pan = pan.reshape(*lead, 1, -1) if pan.numel() else pan
         want = (self.n_bands, self.equalisation_bins)
-        if tuple(ms.shape) != want or pan.shape[1] != want[1]:
+        if (
+            tuple(ms.shape[-2:]) != want
+            or ms.dim() not in (2, 3)
+            or (tuple(pan.shape) != (*lead, 1, want[1]))
+        ):
             raise ValueError(
-                f"premix-h: histograms must be {want} and (1, {want[1]}), "
-                f"got {tuple(ms.shape)} and {tuple(pan.shape)}"
+                f"premix-h: histograms must be {want} and (1, {want[1]}) per scene (or "
+                f"per sample, with a leading N), got {tuple(ms.shape)} and "
+                f"{tuple(np.shape(pan_hist))}"
             )
+        if per_sample:
+            self.sample_tables = (
+                cumulative_tables(ms).to(self.he_ms),
+                cumulative_tables(pan).to(self.he_pan),
+            )
+            return
+        self.sample_tables = None
         self.he_ms.copy_(cumulative_tables(ms).to(self.he_ms))
-        self.he_pan.copy_(cumulative_tables(pan).to(self.he_pan))
+        self.he_pan.copy_(cumulative_tables(pan[0]).to(self.he_pan))
 
     @property
     def halo(self) -> int:
@@ -198,9 +229,10 @@ class PreMixH(PansharpNet):
         self, ms_up: torch.Tensor, pan: torch.Tensor
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(Y, P) of the original, HE and HP branches (Fig. 8)."""
+        he_ms, he_pan = self.sample_tables or (self.he_ms, self.he_pan)
         return [
             (ms_up, pan),
-            (apply_tables(ms_up, self.he_ms), apply_tables(pan, self.he_pan)),
+            (apply_tables(ms_up, he_ms), apply_tables(pan, he_pan)),
             (high_pass(ms_up), high_pass(pan)),
         ]
 

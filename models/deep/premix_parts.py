@@ -216,13 +216,22 @@ def cumulative_tables(counts: torch.Tensor) -> torch.Tensor:
 
 def apply_tables(x: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     """Piecewise-linear lookup of x (N, C, H, W), clipped to [0, 1], in per-channel tables
-    (C, bins + 1) on a uniform grid of knots over [0, 1]: the equalised image."""
-    c, knots = tables.shape
+    on a uniform grid of knots over [0, 1]: the equalised image. ``tables`` is (C, knots),
+    one set for every sample, or (N, C, knots), one per sample (training windows drawn
+    from different scenes, each equalised by its own scene's statistics)."""
+    per_sample = tables.dim() == 3
+    if per_sample and tables.shape[0] != x.shape[0]:
+        raise ValueError(f"{tables.shape[0]} sets of tables for a batch of {x.shape[0]}")
+    n_sets = tables.shape[0] if per_sample else 1
+    c, knots = tables.shape[-2:]
     bins = knots - 1
     t = torch.nan_to_num(x).clamp(0.0, 1.0) * bins
     i = t.detach().floor().clamp(max=bins - 1)
     frac = t - i
-    idx = i.long() + (torch.arange(c, device=x.device) * knots).view(1, c, 1, 1)
+    offset = torch.arange(c, device=x.device).view(1, c, 1, 1) * knots
+    if per_sample:
+        offset = offset + torch.arange(n_sets, device=x.device).view(-1, 1, 1, 1) * (c * knots)
+    idx = i.long() + offset
     flat = tables.to(x.dtype).reshape(-1)
     lo, hi = flat[idx], flat[idx + 1]
     return lo + frac * (hi - lo)

@@ -281,6 +281,8 @@ class WindowSampler:
         #: for ratio-aligned networks, whose patches start on an MS_LR sample (the
         #: toolbox decimation keeps r k + r/2); (1, 0) leaves them where drawn.
         self.align: tuple[int, int] = (1, 0)
+        #: source index of each patch of the last batch (equalisation by its own scene)
+        self.drawn = np.zeros(0, dtype=np.int64)
 
     def windows(self, n: int) -> np.ndarray:
         """(n, 3) rows (source index, row, col) drawn from the areas."""
@@ -306,6 +308,7 @@ class WindowSampler:
     def batch(self, n: int) -> Patches:
         """``n`` patches; windows touching nodata are replaced by further draws."""
         found: list[Patch] = []
+        drawn: list[int] = []
         rejected = 0
         while len(found) < n:
             for s, y, x in self.windows(n - len(found)).tolist():
@@ -314,12 +317,14 @@ class WindowSampler:
                     rejected += 1
                 else:
                     found.append(got)
+                    drawn.append(s)
             if rejected > REJECTS_PER_PATCH * n:
                 raise OptionError(
                     f"--patch {self.patch}: {rejected} random windows touched nodata for a "
                     f"batch of {n}; the training scenes hold too little valid data for this "
                     f"patch size: use a smaller --patch (or check --nodata)"
                 )
+        self.drawn = np.array(drawn, dtype=np.int64)
         return stack(found)
 
 

@@ -341,8 +341,11 @@ def train(
     r_lattice = ratio if getattr(model, "ratio_aligned", False) else 1
     sampler.align = (r_lattice, ratio // 2 if r_lattice > 1 else 0)
     wants_lr = bool(getattr(model, "needs_lowres", False))
-    if resume is None and int(getattr(model, "equalisation_bins", 0) or 0) > 0:
-        model.set_equalisation(*training_histograms(sources, split.train, patch, seed, model))
+    scene_counts = None  # per-scene equalisation statistics (equalisation_bins > 0)
+    if int(getattr(model, "equalisation_bins", 0) or 0) > 0:
+        scene_counts = training_histograms(sources, split.train, patch, seed, model)
+        if resume is None:  # pooled: the tables saved with the weights
+            model.set_equalisation(scene_counts[0].sum(0), scene_counts[1].sum(0))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if resume is not None:
         trainer = _load_optimizer(o_path, opt)
@@ -454,6 +457,8 @@ def train(
             if (total is not None and step >= total) or (time_limit and run_elapsed >= time_limit):
                 break
             ms, pan, tgt = sampler.batch(batch_size)
+            if scene_counts is not None:  # each window equalised by its own scene's tables
+                model.set_equalisation(*(c[sampler.drawn] for c in scene_counts))
             cur_lr = _lr_at(step, lr, total, run_elapsed, time_limit)
             for group in opt.param_groups:
                 group["lr"] = cur_lr

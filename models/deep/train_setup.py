@@ -23,7 +23,7 @@ from models.deep.weights import check_tensors, load_state
 from models.registry import create_model
 from physics.sensors import Sensor
 
-#: Random training windows whose values make the equalisation histograms.
+#: Random training windows of each scene whose values make its equalisation histograms.
 HISTOGRAM_WINDOWS = 256
 
 
@@ -63,19 +63,23 @@ def initial_model(
 def training_histograms(
     sources: Sequence[Any], areas: Sequence[Any], patch: int, seed: int, model: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Equalisation statistics of the training data: :func:`models.deep.method.
-    value_histograms` summed over HISTOGRAM_WINDOWS random training windows, drawn with
-    their own generator (the training sequence of windows is not disturbed)."""
+    """Equalisation statistics of each training scene: :func:`models.deep.method.
+    value_histograms` summed over HISTOGRAM_WINDOWS random windows of that scene's
+    training areas, (S, B, bins) and (S, bins) for the S sources (zeros for a scene
+    without a training area), drawn with their own generator (the training sequence of
+    windows is not disturbed). The pooled statistics are their sum over scenes."""
     from models.deep.method import value_histograms
 
     bins = int(model.equalisation_bins)
-    rng = np.random.default_rng([seed, 0x4845])  # "HE"
-    draws = WindowSampler(sources, areas, patch, rng)
-    ms_up, pan, _ = draws.batch(HISTOGRAM_WINDOWS)
-    ms_h = np.zeros((ms_up.shape[1], bins), np.int64)
-    pan_h = np.zeros(bins, np.int64)
-    for m, p in zip(ms_up, pan, strict=True):
-        a, b = value_histograms(m, p[0], None, bins)
-        ms_h += a
-        pan_h += b
+    n_bands = int(sources[0].n_bands)
+    ms_h = np.zeros((len(sources), n_bands, bins), np.int64)
+    pan_h = np.zeros((len(sources), bins), np.int64)
+    for s in sorted({int(i) for i, _ in areas}):
+        rng = np.random.default_rng([seed, 0x4845, s])  # "HE"
+        draws = WindowSampler(sources, [a for a in areas if int(a[0]) == s], patch, rng)
+        ms_up, pan, _ = draws.batch(HISTOGRAM_WINDOWS)
+        for m, p in zip(ms_up, pan, strict=True):
+            a, b = value_histograms(m, p[0], None, bins)
+            ms_h[s] += a
+            pan_h[s] += b
     return ms_h, pan_h

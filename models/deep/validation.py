@@ -39,7 +39,10 @@ validation fuses them through that executor with the network being trained:
    ``-m exp`` through the same executor (the network's own input), computed once;
    ``val_pixels`` counts the valid pixels scored, ``val_patches`` the patches the
    executor planned (all crops), ``val_regions`` the crops. Nothing holds a scene
-   whole: the executor streams strips, the sink reads windows.
+   whole: the executor streams strips, the sink reads windows. A network that equalises
+   its inputs by scene statistics (``equalisation_bins``: PreMix-H) is given each crop's
+   own, as ``fuse``'s prepare would compute them for that scene, and its buffers are put
+   back after.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from models.protocol import RunSettings
 from physics.degrade import degrade_ms, degrade_pan, degraded_ms_transform
 from physics.sensors import Sensor
 from raster.scene import Scene, open_scene
-from tiling.executor import execute, run_method
+from tiling.executor import context_for, execute, run_method
 from tiling.fuse import GDAL_CACHE_BYTES, FuseOptions, build_context
 from tiling.windows import Box, TileSpec
 
@@ -267,6 +270,9 @@ class _Held:
     files: CropFiles
     scene: Scene
     ctx: FuseContext
+    #: the crop's equalisation statistics (networks with ``equalisation_bins``), as
+    #: ``fuse``'s prepare computes them for a scene; made on the first validation
+    counts: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _gdal_env() -> Any:
@@ -284,6 +290,7 @@ class Validation:
     scale: float
     n_bands: int
     folder: Path | None = None
+    sensor: str = ""
     exp: dict[str, float] = field(default_factory=dict)
     facts: list[dict[str, Any]] = field(default_factory=list)  # the last run's, per crop
 
@@ -327,16 +334,25 @@ class Validation:
         if not self.held or not self.exp:
             return None
         settings = RunSettings(weights=str(path), device=str(device), precision=precision)
-        from models.deep.method import network_model
+        from models.deep.method import network_model, scene_histograms
         from models.registry import get_entry
 
         info = get_entry(name).info
         net = network_model(info, model, card, path, device, self.ratio, settings)
         was_training = model.training
+        bins = int(getattr(model, "equalisation_bins", 0) or 0)
+        buffers = {k: b.detach().clone() for k, b in model.named_buffers()}
         model.eval()
         try:
 
             def run(held: _Held, sink: _Score) -> dict[str, Any]:
+                if bins > 0:  # each crop equalised by its own statistics, as fuse would
+                    if held.counts is None:
+                        ctx = context_for(
+                            held.scene, held.ctx, self.sensor, settings, tile=FUSE_TILE
+                        )
+                        held.counts = scene_histograms(ctx, self.n_bands, bins, card)
+                    model.set_equalisation(*held.counts)
                 return execute(
                     held.scene,
                     net,
@@ -350,6 +366,11 @@ class Validation:
             abs_sum, sq_sum, pixels, facts = self._score(run)
         finally:
             model.train(was_training)
+            import torch
+
+            with torch.no_grad():  # the network's own tables back (the card's)
+                for k, b in model.named_buffers():
+                    b.copy_(buffers[k])
         self.facts = facts
         if pixels == 0:
             return None
@@ -403,7 +424,7 @@ def held_out(
             )
             scene = open_scene(files.pan, [files.ms])
             held.append(_Held(files, scene, build_context(scene, sensor, opts, bit_depth)))
-        val = Validation(list(crops), held, ratio, scale, n_bands, folder)
+        val = Validation(list(crops), held, ratio, scale, n_bands, folder, sensor.name)
         val.score_exp(sensor.name)
         yield val
     finally:
