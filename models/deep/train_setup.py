@@ -24,7 +24,7 @@ from models.registry import create_model
 from physics.sensors import Sensor
 
 #: Random training windows of each scene whose values make its equalisation histograms.
-HISTOGRAM_WINDOWS = 256
+HISTOGRAM_WINDOWS = 64  # 262,144 values per band and scene at patch 64, ~1000 per bin
 
 
 def physics_kwargs(entry: Any, sensor: Sensor, ratio: int, n_bands: int) -> dict[str, Any]:
