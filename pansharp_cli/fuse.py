@@ -189,23 +189,7 @@ def fuse(
         _import_torch_if_deep(inputs[0], inputs[1:], opts)
     with progress_bar(quiet) as progress:
         result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
-    summary = {
-        "output": str(Path(result.output)),
-        "method": result.method,
-        "sensor": result.sensor,
-        "ratio": result.ratio,
-        "width": result.width,
-        "height": result.height,
-        "bands": result.bands,
-        "dtype": result.dtype,
-        "pixels": result.pixels,
-        "seconds": round(result.seconds, 3),
-        "megapixels_per_second": round(result.megapixels_per_second, 3),
-        "bit_depth": result.bit_depth,
-        "bit_depth_source": result.bit_depth_source,
-        "nodata": _json_number(result.nodata),
-        "warnings": list(result.warnings),
-    }
+    summary = result.summary()
     for warning in result.warnings:  # always: a warning is about this run's pixels
         typer.echo(f"pansharp: warning: {' '.join(warning.split())}", err=True)
     if json_out:
@@ -220,13 +204,6 @@ def fuse(
             f"{depth} ({result.bit_depth_source})",
             err=True,
         )
-
-
-def _json_number(value: float | None) -> float | str | None:
-    """NaN as the string "nan" (JSON has no NaN; GDAL writes nodata as text too)."""
-    if value is not None and value != value:
-        return "nan"
-    return value
 
 
 def register(app: typer.Typer) -> None:

@@ -77,6 +77,22 @@ def open_writer(
     return cls(dest, spec, overwrite=overwrite, creation_options=creation_options)
 
 
+@dataclass(frozen=True)
+class RawBlock:
+    """A (B, h, w) block at (row, col), made in another process for :meth:`CogWriter.put`."""
+
+    block: np.ndarray
+    row: int
+    col: int
+
+
+class RawBlocks:
+    """GDAL's COG writer cannot take compressed tiles: another process sends pixels."""
+
+    def encode(self, block: np.ndarray, row: int, col: int) -> RawBlock:
+        return RawBlock(np.ascontiguousarray(block), row, col)
+
+
 class CogWriter:
     """Context manager: ``write`` tiles, then ``commit`` converts to COG and renames."""
 
@@ -123,8 +139,15 @@ class CogWriter:
     def encode(self, block: np.ndarray, row: int, col: int) -> None:
         self.write(block, row, col)
 
-    def put(self, encoded: None) -> None:
-        pass
+    def put(self, encoded: RawBlock | None) -> None:
+        """Nothing for a block this process stored itself (``encode``); a block encoded
+        elsewhere (:meth:`remote_encoder`) is written here."""
+        if encoded is not None:
+            self.write(encoded.block, encoded.row, encoded.col)
+
+    def remote_encoder(self) -> RawBlocks:
+        """What another process needs to hand blocks to :meth:`put` (picklable)."""
+        return RawBlocks()
 
     def commit(self) -> Path:
         """Finish the stage file, copy it to COG beside the destination, rename."""

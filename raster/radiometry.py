@@ -165,6 +165,19 @@ class LevelStats:
             self.ms_n += n * ms.shape[0]
             self.valid += n_valid
 
+    def totals(self) -> tuple[float, int, float, int, int]:
+        """The sums and counts as plain numbers (to send from another process)."""
+        return self.pan_sum, self.pan_n, self.ms_sum, self.ms_n, self.valid
+
+    def merge(self, totals: tuple[float, int, float, int, int]) -> None:
+        """Add another reader's :meth:`totals` (a row range fused elsewhere)."""
+        with self._lock:
+            self.pan_sum += totals[0]
+            self.pan_n += totals[1]
+            self.ms_sum += totals[2]
+            self.ms_n += totals[3]
+            self.valid += totals[4]
+
     def means(self) -> tuple[float, float] | None:
         if self.pan_n == 0 or self.ms_n == 0:
             return None

@@ -41,6 +41,8 @@ from tiling.windows import TileSpec
 log = logging.getLogger("pansharp.deep")
 
 Sink = Callable[[TileSpec, np.ndarray, np.ndarray], None]
+#: ((r0, r1) output rows sent to the sink, the patch rows whose blend windows reach them)
+Keep = tuple[tuple[int, int], range]
 
 PREFETCH = 2  # batches read ahead of apply
 POST_WORKERS = 2  # threads converting/compressing finished strips
@@ -53,9 +55,16 @@ class _Reader:
     """Reader thread: reads patches in row-major order, stacks batches into a bounded queue."""
 
     def __init__(
-        self, reader: TileReader, plan: PatchPlan, batch: int, scale: float, lowres: bool = False
+        self,
+        reader: TileReader,
+        plan: PatchPlan,
+        batch: int,
+        scale: float,
+        lowres: bool = False,
+        keep: Keep | None = None,
     ) -> None:
         self.reader, self.plan, self.batch = reader, plan, batch
+        self.patch_rows = range(len(plan.rows.starts)) if keep is None else keep[1]
         self.lowres = lowres
         self.scale = np.float32(scale)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
@@ -94,11 +103,7 @@ class _Reader:
         try:
             # BLAS threads in the MS resampling would fight torch's threads for the cores.
             with rasterio.Env(**gdal_options), threadpool_limits(limits=1, user_api="blas"):
-                ids = [
-                    (i, j)
-                    for i in range(len(self.plan.rows.starts))
-                    for j in range(len(self.plan.cols.starts))
-                ]
+                ids = [(i, j) for i in self.patch_rows for j in range(len(self.plan.cols.starts))]
                 for k in range(0, len(ids), self.batch):
                     if self.stop.is_set():
                         return
@@ -160,6 +165,7 @@ class _Blender:
         progress: Callable[[int], None],
         align: int = 1,
         gain: float = 1.0,
+        keep: Keep | None = None,
     ) -> None:
         self.plan, self.sink, self.progress = plan, sink, progress
         self.gain = float(gain)  # normalised network output -> DN
@@ -169,7 +175,11 @@ class _Blender:
         self.acc = np.zeros((n_bands, h, w), dtype=np.float32)
         self.wsum = np.zeros((h, w), dtype=np.float32)
         self.valid = np.zeros((h, w), dtype=bool)
-        self.top = 0  # absolute scene row of buffer row 0
+        # rows sent to the sink: all, or keep[0] (the buffers then start at the first
+        # patch row's core, where rows above keep[0] are incomplete and dropped)
+        self.keep = None if keep is None else keep[0]
+        first = 0 if keep is None else plan.rows.core_start(keep[1][0])
+        self.top = first // self.align * self.align  # absolute scene row of buffer row 0
         self.row_done = [0] * len(plan.rows.starts)
         self._windows: dict[tuple[int, int], np.ndarray] = {}
         self.flushed = 0
@@ -216,6 +226,8 @@ class _Blender:
         step = self.align if self.align > 1 else n  # block-row strips: prepared in parallel
         for r in range(0, n, step):
             k = min(step, n - r)
+            if self.keep is not None and not self.keep[0] <= self.top + r < self.keep[1]:
+                continue  # outside the rows asked for: not every patch of it was blended
             spec = TileSpec(self.index, self.top + r, 0, k, self.plan.cols.length, 0)
             self.sink(spec, fused[:, r : r + k], self.valid[r : r + k].copy())
             self.index += 1
@@ -245,9 +257,10 @@ class _Writer:
         align: int,
         post: Callable[[TileSpec, np.ndarray, np.ndarray], Any] | None,
         gain: float = 1.0,
+        keep: Keep | None = None,
     ) -> None:
         self.post = post
-        self.blender = _Blender(plan, n_bands, self._ready, lambda done: None, align, gain)
+        self.blender = _Blender(plan, n_bands, self._ready, lambda done: None, align, gain, keep)
         self.inbox: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH)
         self.outbox: collections.deque[tuple[TileSpec, Future[tuple[Any, ...]]]] = (
             collections.deque()
@@ -369,8 +382,10 @@ def run_blended(
     align: int = 1,
     post: Callable[[TileSpec, np.ndarray, np.ndarray], Any] | None = None,
     stats: Any = None,
+    rows: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """Fuse ``scene`` with a prepared blended method.
+    """Fuse ``scene`` with a prepared blended method (only output rows ``rows`` =
+    [r0, r1), on the ``align`` grid, when given: :func:`patch_rows_for`).
 
     ``sink(spec, fused_dn, valid)`` - or ``sink(spec, post(spec, fused_dn, valid))`` when
     ``post`` is given, ``post`` running in the writer thread - gets full-width strips in
@@ -403,8 +418,15 @@ def run_blended(
         batch = 1  # stacked patches would be one activation above the mmap ceiling again
     else:
         batch = s.batch_size or batch_for_memory(spec.bytes_per_pixel, device, plan.shape)
-    batch = max(1, min(batch, plan.count))
-    total = h * w
+    keep = None
+    if rows is not None:
+        from tiling.executor import check_rows
+
+        check_rows(rows, align, h)
+        keep = (rows, patch_rows_for(plan, rows))
+    count = plan.count if keep is None else len(keep[1]) * len(plan.cols.starts)
+    batch = max(1, min(batch, count))
+    total = h * w if rows is None else (rows[1] - rows[0]) * w
     report = progress or (lambda phase, done, tot: None)
     state = {"batch": batch}
     clock = {"forward": 0.0, "wait_read": 0.0, "sink": 0.0}
@@ -439,8 +461,8 @@ def run_blended(
     report("fuse", 0, total)
     try:
         with (
-            _Reader(reader, plan, batch, spec.scale, lowres=spec.needs_lowres) as rd,
-            _Writer(plan, scene.n_bands, align, post, spec.scale) as wr,
+            _Reader(reader, plan, batch, spec.scale, spec.needs_lowres, keep) as rd,
+            _Writer(plan, scene.n_bands, align, post, spec.scale, keep) as wr,
         ):
             batches = rd.batches()
             while True:
@@ -471,6 +493,18 @@ def run_blended(
         "exact": plan.exact,
         "seconds": {k: round(v, 3) for k, v in clock.items()},
     }
+
+
+def patch_rows_for(plan: PatchPlan, rows: tuple[int, int]) -> range:
+    """The patch rows whose weighted cores reach output rows [r0, r1): a row's blend is
+    the sum over exactly these patches, so fusing them alone gives those rows exactly."""
+    r = plan.rows
+    hit = [
+        i
+        for i in range(len(r.starts))
+        if r.core_start(i) < rows[1] and r.core_start(i) + r.core > rows[0]
+    ]
+    return range(hit[0], hit[-1] + 1)
 
 
 def sample_phase(scene: Scene) -> tuple[int, int]:

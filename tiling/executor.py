@@ -121,8 +121,16 @@ def execute(
     progress: Progress | None = None,
     post: Post | None = None,
     stats: Any = None,
+    rows: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Stream ``scene`` through ``prepared``; returns run facts.
+
+    ``rows`` = (r0, r1), both multiples of ``tile`` (r1 may be the scene height): only
+    output rows [r0, r1) are fused and sent to the sink, each pixel equal to what the
+    whole run gives it (exact methods: the tiles of those rows; blended methods: every
+    patch whose blend window reaches them, with the whole scene's patch plan). A scene
+    too large for one machine is fused as such row ranges on several
+    (:mod:`batch.split`).
 
     Calls ``sink(spec, fused_core, valid_core)`` in this thread for every tile or strip
     (blended methods send full-width strips aligned to ``tile`` rows); with ``post``,
@@ -145,9 +153,10 @@ def execute(
             align=tile,
             post=post,
             stats=stats,
+            rows=rows,
         )
     return _run_exact(
-        scene, prepared, ctx, sink, resampling, tile, threads, dtype, progress, post, stats
+        scene, prepared, ctx, sink, resampling, tile, threads, dtype, progress, post, stats, rows
     )
 
 
@@ -163,10 +172,14 @@ def _run_exact(
     progress: Progress | None,
     post: Post | None,
     stats: Any,
+    rows: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     keep_freed_memory()  # tile buffers are reused, not faulted in again (tiling.allocator)
     h, w = scene.out_shape
     specs = plan_tiles(h, w, tile, prepared.spec.halo)
+    if rows is not None:
+        check_rows(rows, tile, h)
+        specs = [s for s in specs if rows[0] <= s.row < rows[1]]
     total = sum(s.pixels for s in specs)
     nthreads = threads or default_threads()
     reader = TileReader(scene, ctx, resampling=resampling, dtype=dtype, stats=stats)
@@ -191,6 +204,13 @@ def _run_exact(
     finally:
         reader.close()
     return {"tiles": len(specs), "tile": tile, "halo": prepared.spec.halo}
+
+
+def check_rows(rows: tuple[int, int], align: int, height: int) -> None:
+    """A row range of :func:`execute`: 0 <= r0 < r1 <= height, on the ``align`` grid."""
+    r0, r1 = rows
+    if not (0 <= r0 < r1 <= height) or r0 % align or (r1 % align and r1 != height):
+        raise ValueError(f"rows {rows} are not a range of {align}-row strips of {height} rows")
 
 
 def run_method(
