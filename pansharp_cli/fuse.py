@@ -9,63 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from errors import OptionError
-from models.registry import model_names
+from pansharp_cli.fuse_options import with_fuse_options
 from pansharp_cli.progress import progress_bar
-from physics.kernels import KERNELS
-from raster.profiles import PROFILES, parse_creation_options
 
 if TYPE_CHECKING:
     from tiling.fuse import FuseOptions
 
 
-def parse_weights(text: str | None) -> list[float] | None:
-    """``"0.1,0.4,0.4,0.1"`` -> floats; a bad value names --band-weights."""
-    if text is None:
-        return None
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise OptionError(
-            f"--band-weights {text!r} must be comma-separated numbers, e.g. 0.1,0.4,0.4,0.1"
-        ) from None
-
-
-RUN_FLAGS = {  # fuse() parameter (a RunSettings field) -> its option; methods declare theirs
-    "weights": "--weights",
-    "device": "--device",
-    "batch_size": "--batch-size",
-    "precision": "--precision",
-    "overlap": "--overlap",
-    "seed": "--seed",
-}
-
-
-def check_run_options(method: str, given: list[str]) -> None:
-    """Refuse run options (``given``: FuseOptions/RunSettings field names typed on the
-    command line) that ``method`` does not use: a classical method would ignore
-    ``--weights`` silently, and a user who typed it believes a network ran. Unknown
-    method names are left to the library, which lists the valid ones."""
-    from errors import UnknownNameError
-    from models.registry import refuse_run_options
-
-    if not given:
-        return
-    try:
-        refuse_run_options(method, given, RUN_FLAGS)
-    except UnknownNameError:
-        return
-
-
-def _given(ctx: typer.Context, names: dict[str, str]) -> list[str]:
-    """The parameters of ``names`` typed on the command line (not left at their default)."""
-    out = []
-    for param in names:
-        source = ctx.get_parameter_source(param)
-        if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP"):
-            out.append(param)
-    return out
-
-
+@with_fuse_options
 def fuse(
     ctx: typer.Context,
     inputs: Annotated[
@@ -76,119 +27,47 @@ def fuse(
         ),
     ],
     output: Annotated[str, typer.Option("--output", "-o", help="Output COG path.")],
-    method: Annotated[
-        str,
-        typer.Option(
-            "--method",
-            "-m",
-            help=f"Method ({', '.join(model_names())}); see 'pansharp models'.",
-            autocompletion=lambda: model_names(),
-        ),
-    ] = "gsa",
-    sensor: Annotated[
-        str | None, typer.Option(help="Sensor preset (see 'pansharp sensors'); default: detected.")
-    ] = None,
-    band_weights: Annotated[
-        str | None, typer.Option("--band-weights", "-w", help="Pseudo-PAN weights W1,W2,...")
-    ] = None,
-    resampling: Annotated[
-        str,
-        typer.Option("--resampling", "-r", help=f"MS resampling: {', '.join(KERNELS)}."),
-    ] = "exp",
-    nodata: Annotated[float | None, typer.Option(help="Nodata value of the inputs.")] = None,
-    bit_depth: Annotated[
-        int | None, typer.Option("--bit-depth", help="Radiometric bit depth of the inputs.")
-    ] = None,
-    ratio: Annotated[
-        int | None, typer.Option(help="PAN/MS ratio, for inputs without a georeference.")
-    ] = None,
-    tile: Annotated[
-        int | None,
-        typer.Option(
-            help="Tile size in PAN pixels (default 512; deep models: patch size, default "
-            "from the receptive field).",
-            min=16,
-        ),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="Worker threads (default: all cores).")
-    ] = None,
-    dtype: Annotated[
-        str | None, typer.Option(help="Output data type (default: the MS type), e.g. float32.")
-    ] = None,
-    profile: Annotated[
-        str, typer.Option(help=f"Output profile: {', '.join(PROFILES)}.")
-    ] = "deflate",
-    co: Annotated[
-        list[str] | None, typer.Option("--co", help="GDAL creation option KEY=VALUE (repeatable).")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")
     ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
     ] = False,
-    weights: Annotated[
+    scheduler: Annotated[
         str | None,
-        typer.Option(help="Deep models: .safetensors weights (default: shipped for the sensor)."),
+        typer.Option(
+            help="Fuse the scene's row ranges on a dask.distributed cluster: its address, "
+            "or local:N for N local worker processes.",
+        ),
     ] = None,
-    device: Annotated[str, typer.Option(help="Deep models: auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[
-        str, typer.Option("--batch-size", help="Deep models: patches per batch, or auto.")
-    ] = "auto",
-    precision: Annotated[
-        str, typer.Option(help="Deep models: fp32, or fp16/bf16 autocast on CUDA.")
-    ] = "fp32",
-    overlap: Annotated[
-        int | None,
-        typer.Option(help="Deep models: pixels shared by neighbouring patches.", min=0),
-    ] = None,
-    seed: Annotated[
-        int,
-        typer.Option(help="Stochastic models: seed of the noise (drawn by pixel position)."),
-    ] = 0,
+    fuse_options: FuseOptions | None = None,
 ) -> None:
     """Pansharpen a PAN/MS pair into a Cloud-Optimized GeoTIFF."""
     from pansharp_cli.georef import acknowledge_missing_georeference
     from pansharp_cli.startup import library_imports
 
-    with library_imports([*inputs, output, weights]):
-        from models.protocol import parse_batch_size
-        from tiling.fuse import FuseOptions, fuse_files
+    with library_imports([*inputs, output, fuse_options.weights]):
+        from tiling.fuse import fuse_files
 
-    acknowledge_missing_georeference(ratio)
+    opts = fuse_options
+    acknowledge_missing_georeference(opts.ratio)
     if len(inputs) < 2:
         raise OptionError(
             "give the PAN file and at least one MS file: pansharp fuse PAN MS... -o OUT"
         )
-    check_run_options(method, _given(ctx, RUN_FLAGS))
-    opts = FuseOptions(
-        method=method.strip().lower(),
-        sensor=sensor,
-        band_weights=parse_weights(band_weights),
-        resampling=resampling,
-        nodata=nodata,
-        bit_depth=bit_depth,
-        ratio=ratio,
-        tile=tile if tile is not None else 512,
-        threads=threads,
-        dtype=dtype,
-        profile=profile,
-        creation_options=parse_creation_options(co or []),
-        overwrite=overwrite,
-        weights=weights,
-        device=device,
-        batch_size=parse_batch_size(batch_size),
-        precision=precision,
-        patch=tile,
-        overlap=overlap,
-        seed=seed,
-    )
     if all(Path(p).exists() for p in inputs):  # a missing file is reported without waiting
         _import_torch_if_deep(inputs[0], inputs[1:], opts)
     with progress_bar(quiet) as progress:
-        result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
+        if scheduler is None:
+            result = fuse_files(inputs[0], inputs[1:], output, opts, progress=progress)
+        else:
+            from batch.cluster import connect, rows_map
+
+            with connect(scheduler) as client:
+                result = fuse_files(
+                    inputs[0], inputs[1:], output, opts, progress=progress,
+                    rows_map=rows_map(client),
+                )  # fmt: skip
     summary = result.summary()
     for warning in result.warnings:  # always: a warning is about this run's pixels
         typer.echo(f"pansharp: warning: {' '.join(warning.split())}", err=True)

@@ -67,9 +67,10 @@ def _options(
 
 
 def _register() -> None:
-    from pansharp_cli import fuse, listing, train
+    from pansharp_cli import batch, fuse, listing, train
 
     fuse.register(app)
+    batch.register(app)
     listing.register(app)
     __import__("pansharp_cli.evaluate", fromlist=["register"]).register(app)
     train.register(app)

@@ -79,6 +79,9 @@ class FuseOptions:
     patch: int | None = None
     overlap: int | None = None
     seed: int = 0  # positional noise of stochastic methods (models.iterative.noise)
+    # extra metadata tags written into the output (batch: its fingerprint); pansharp's
+    # own PANSHARP_* tags win over a key given here
+    tags: dict[str, str] = field(default_factory=dict)
 
     def scene_options(self) -> SceneOptions:
         """What the options say about the scene (:mod:`raster.scene_facts` decides the rest)."""
@@ -307,7 +310,7 @@ def fuse_files(
         )
         prepared = prepare(opts.method, scene, context)  # weights checked before any output
         # sensor, ratio, bit depth: read back by evaluate (raster.scene_facts.FusedTags)
-        tags = {"PANSHARP_METHOD": opts.method, **facts.tags(), **prepared.tags()}
+        tags = {**opts.tags, "PANSHARP_METHOD": opts.method, **facts.tags(), **prepared.tags()}
         descriptions = list(facts.band_names)
         spec = RasterSpec(
             count=scene.n_bands,

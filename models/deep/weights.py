@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +96,36 @@ def load_state(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str
     except Exception as exc:  # the library raises its own SafetensorError and others
         raise WeightsError(f"{path} is not a readable safetensors file ({exc})") from exc
     return tensors, meta
+
+
+#: Weights files whose tensors this process keeps (least recently used dropped first).
+CACHED_FILES = 4
+_CACHE: OrderedDict[tuple[str, int, int], dict[str, torch.Tensor]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def cached_tensors(path: Path | str) -> dict[str, torch.Tensor]:
+    """:func:`load_state`'s tensors, read once per process and file version.
+
+    A process that fuses many scenes with one model (a batch worker) reads and checks
+    the file once; each scene still builds its own network from the tensors (a copy:
+    ``load_state_dict`` copies), so nothing one scene sets (PreMix-H's scene tables)
+    reaches another. The key is the resolved path with the file's size and mtime: a
+    file rewritten in place is read again.
+    """
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    tensors, _ = load_state(path)
+    with _CACHE_LOCK:
+        _CACHE[key] = tensors
+        while len(_CACHE) > CACHED_FILES:
+            _CACHE.popitem(last=False)
+    return tensors
 
 
 def _sensor_key(name: str) -> str:
@@ -222,7 +254,7 @@ def load_weights(
 
     card = read_card(path)
     check_card(card, path, model_name, n_bands, ratio, sensor)
-    tensors, _ = load_state(path)
+    tensors = cached_tensors(path)
     try:
         model = create_model(card.model, **card.kwargs)
     except (TypeError, ValueError) as exc:
