@@ -265,6 +265,96 @@ class OutputConversion:
         return to_output(fused, valid, self.dtype, self.nodata, self.max_value)
 
 
+@dataclass
+class PreparedRun:
+    """A scene opened, its facts decided and its method prepared: everything of a fuse
+    run before pixels are written (:func:`fuse_files`; the lazy :func:`pansharp.fuse`)."""
+
+    scene: Scene
+    facts: Any  # raster.scene_facts.SceneFacts
+    ctx: FuseContext
+    settings: RunSettings
+    prepared: Any  # models.protocol.Prepared
+    spec: RasterSpec  # the output's
+    convert: OutputConversion
+    stats: LevelStats
+
+
+def prepare_run(
+    pan: str,
+    ms: list[str],
+    opts: FuseOptions,
+    progress: Progress | None = None,
+    threads: int | None = None,
+) -> PreparedRun:
+    """Open ``pan``/``ms``, decide the scene's facts, prepare ``opts.method`` (a fit pass,
+    weights loaded and checked) and describe the output; call inside ``GDAL_ENV``."""
+    scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
+    check_bands_and_ratio(get_entry(opts.method).info, scene.n_bands, scene.ratio)
+    facts = decide(scene, opts.scene_options())
+    ctx = facts.context(opts.method_options)
+    out_dtype = opts.dtype or scene.dtype
+    nodata = facts.output_nodata(out_dtype)
+    h, w = scene.out_shape
+    settings = opts.run_settings()
+    stats = LevelStats()
+    context = context_for(
+        scene,
+        ctx,
+        facts.sensor.name,
+        settings,
+        resampling=opts.resampling,
+        tile=opts.tile,
+        threads=threads or opts.threads or default_threads(),
+        progress=progress,
+        stats=stats,
+    )
+    prepared = prepare(opts.method, scene, context)  # weights checked before any output
+    # sensor, ratio, bit depth: read back by evaluate (raster.scene_facts.FusedTags)
+    tags = {**opts.tags, "PANSHARP_METHOD": opts.method, **facts.tags(), **prepared.tags()}
+    descriptions = list(facts.band_names)
+    spec = RasterSpec(
+        count=scene.n_bands,
+        height=h,
+        width=w,
+        dtype=out_dtype,
+        crs=scene.crs,
+        transform=scene.out_transform,
+        nodata=nodata,
+        descriptions=descriptions,
+        colorinterp=colour_from_names(descriptions, scene.colorinterp),
+        tags=tags,
+    )
+    clip_max = ctx.max_value if np.dtype(out_dtype).kind in "iu" else None
+    convert = OutputConversion(out_dtype, nodata, clip_max)
+    return PreparedRun(scene, facts, ctx, settings, prepared, spec, convert, stats)
+
+
+def row_tasks(
+    pan: str, ms: list[str], opts: FuseOptions, run: PreparedRun, encoder: Any
+) -> list[RowTask]:
+    """The row-range tasks of ``run`` (:mod:`tiling.rows`), blocks made by ``encoder``."""
+    h = run.scene.out_shape[0]
+    return [
+        RowTask(
+            pan,
+            tuple(ms),
+            opts.ratio,
+            opts.nodata,
+            run.ctx,
+            run.settings,
+            opts.resampling,
+            opts.tile,
+            opts.threads,
+            run.convert,
+            encoder,
+            rows,
+            GDAL_ENV,
+        )  # fmt: skip
+        for rows in row_ranges(h, opts.tile)
+    ]
+
+
 def fuse_files(
     pan: str,
     ms: list[str],
@@ -288,47 +378,14 @@ def fuse_files(
     nthreads = opts.threads or default_threads()
     creation.setdefault("NUM_THREADS", str(nthreads))
     with rasterio.Env(**GDAL_ENV):
-        scene = open_scene(pan, ms, ratio=opts.ratio, nodata=opts.nodata)
-        check_bands_and_ratio(get_entry(opts.method).info, scene.n_bands, scene.ratio)
-        facts = decide(scene, opts.scene_options())
-        ctx = facts.context(opts.method_options)
-        out_dtype = opts.dtype or scene.dtype
-        nodata = facts.output_nodata(out_dtype)
+        run = prepare_run(pan, ms, opts, progress, nthreads)
+        scene, facts, ctx, prepared = run.scene, run.facts, run.ctx, run.prepared
+        settings, stats, spec, convert = run.settings, run.stats, run.spec, run.convert
+        out_dtype, nodata = spec.dtype, spec.nodata
         h, w = scene.out_shape
-        settings = opts.run_settings()
-        stats = LevelStats()
-        context = context_for(
-            scene,
-            ctx,
-            facts.sensor.name,
-            settings,
-            resampling=opts.resampling,
-            tile=opts.tile,
-            threads=nthreads,
-            progress=progress,
-            stats=stats,
-        )
-        prepared = prepare(opts.method, scene, context)  # weights checked before any output
-        # sensor, ratio, bit depth: read back by evaluate (raster.scene_facts.FusedTags)
-        tags = {**opts.tags, "PANSHARP_METHOD": opts.method, **facts.tags(), **prepared.tags()}
-        descriptions = list(facts.band_names)
-        spec = RasterSpec(
-            count=scene.n_bands,
-            height=h,
-            width=w,
-            dtype=out_dtype,
-            crs=scene.crs,
-            transform=scene.out_transform,
-            nodata=nodata,
-            descriptions=descriptions,
-            colorinterp=colour_from_names(descriptions, scene.colorinterp),
-            tags=tags,
-        )
         writer = open_writer(
             out, spec, overwrite=opts.overwrite, creation_options=creation, tile=opts.tile
         )
-        clip_max = ctx.max_value if np.dtype(out_dtype).kind in "iu" else None
-        convert = OutputConversion(out_dtype, nodata, clip_max)
         with writer:
 
             def encode(spec: TileSpec, fused: np.ndarray, valid: np.ndarray) -> Any:
@@ -352,24 +409,7 @@ def fuse_files(
                     stats=stats,
                 )
             else:
-                tasks = [
-                    RowTask(
-                        pan,
-                        tuple(ms),
-                        opts.ratio,
-                        opts.nodata,
-                        ctx,
-                        settings,
-                        opts.resampling,
-                        opts.tile,
-                        opts.threads,
-                        convert,
-                        writer.remote_encoder(),
-                        rows,
-                        GDAL_ENV,
-                    )  # fmt: skip
-                    for rows in row_ranges(h, opts.tile)
-                ]
+                tasks = row_tasks(pan, ms, opts, run, writer.remote_encoder())
                 report = progress or (lambda phase, done, total: None)
                 done = 0
                 report("fuse", 0, h * w)
