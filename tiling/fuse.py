@@ -117,6 +117,7 @@ class FuseResult:
     nodata: float | None = None
     warnings: list[str] = field(default_factory=list)
     sensor_source: str = ""  # raster.scene_facts: --sensor, detected or generic
+    split: dict[str, Any] | None = None  # row tasks and the workers that ran them
 
     @property
     def pixels(self) -> int:
@@ -149,6 +150,7 @@ class FuseResult:
             if self.nodata is not None and self.nodata != self.nodata
             else self.nodata,
             "warnings": list(self.warnings),
+            **({"split": self.split} if self.split is not None else {}),
         }
 
 
@@ -411,12 +413,13 @@ def fuse_files(
             else:
                 tasks = row_tasks(pan, ms, opts, run, writer.remote_encoder())
                 report = progress or (lambda phase, done, total: None)
-                done = 0
+                done, workers = 0, set()
                 report("fuse", 0, h * w)
                 for res in rows_map(fuse_rows, tasks, prepared):
                     for block in res.blocks:
                         writer.put(block)
                     stats.merge(res.stats)
+                    workers.add(res.worker)
                     done += (res.rows[1] - res.rows[0]) * w
                     report("fuse", done, h * w)
             if stats.valid == 0:
@@ -445,4 +448,5 @@ def fuse_files(
         nodata=nodata,
         warnings=warnings,
         sensor_source=facts.sensor_source,
+        split=None if rows_map is None else {"tasks": len(tasks), "workers": sorted(workers)},
     )

@@ -17,6 +17,8 @@ task order.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,11 +68,13 @@ class RowResult:
     blocks: list[Any]
     stats: tuple[float, int, float, int, int]
     facts: dict[str, Any]
+    worker: str = ""  # host:pid of the process that fused it
 
 
-def row_ranges(height: int, tile: int, task_tiles: int = TASK_TILES) -> list[tuple[int, int]]:
-    """[r0, r1) strips of ``task_tiles`` tile rows covering ``height`` rows."""
-    step = tile * max(1, int(task_tiles))
+def row_ranges(height: int, tile: int, task_tiles: int | None = None) -> list[tuple[int, int]]:
+    """[r0, r1) strips of ``task_tiles`` (default :data:`TASK_TILES`) tile rows covering
+    ``height`` rows."""
+    step = tile * max(1, int(TASK_TILES if task_tiles is None else task_tiles))
     return [(r, min(r + step, height)) for r in range(0, height, step)]
 
 
@@ -102,7 +106,8 @@ def fuse_rows(task: RowTask, prepared: Any) -> RowResult:
             stats=stats,
             rows=task.rows,
         )
-    return RowResult(task.rows, blocks, stats.totals(), facts)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    return RowResult(task.rows, blocks, stats.totals(), facts, worker)
 
 
 def local_rows_map(fn: Callable[..., RowResult], tasks: list[RowTask], prepared: Any):
