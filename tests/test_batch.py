@@ -188,3 +188,27 @@ def test_interrupted_batch_leaves_no_partial_output_and_resumes(scenes, tmp_path
     kept = int(last.split(" kept")[0].split()[-1])
     assert kept == len({n for n, _ in GOOD} & done) and "2 failed of 8" in last
     assert len(list(out.glob("*.tif"))) == 6 and leftovers(out) == []
+
+
+def test_a_killed_local_worker_loses_no_scene(scenes, tmp_path):
+    """SIGKILL to one of the two worker processes mid-batch: the pool is restarted and
+    the scenes it held are run again; all 6 good scenes complete, nothing partial."""
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pansharp_cli", "batch", str(scenes), "-o", str(out), "-q",
+           "-m", "fusionnet", "--sensor", "landsat8", "--threads", "1", "-j", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _record_count(out) < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = [
+        c for c in psutil.Process(proc.pid).children()
+        if "resource_tracker" not in " ".join(c.cmdline())
+    ]  # fmt: skip
+    assert workers, "no worker process found"
+    workers[0].kill()
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == EXIT_SOME_FAILED, err
+    assert err.splitlines()[-1].startswith("pansharp: 6 fused, 0 kept, 2 failed of 8"), err
+    check_outputs(out, [n for n, _ in GOOD], "fusionnet")
+    assert leftovers(out) == []
