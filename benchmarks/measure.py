@@ -27,7 +27,17 @@ with open(sys.argv[1], "w") as f:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("errors.py", "models", "pansharp_cli", "physics", "quality", "raster", "tiling")
+PACKAGES = (
+    "errors.py",
+    "models",
+    "pansharp_cli",
+    "physics",
+    "quality",
+    "raster",
+    "tiling",
+    "batch",
+    "pansharp",
+)
 
 
 def compile_sources() -> None:
