@@ -212,3 +212,18 @@ def test_a_killed_local_worker_loses_no_scene(scenes, tmp_path):
     assert err.splitlines()[-1].startswith("pansharp: 6 fused, 0 kept, 2 failed of 8"), err
     check_outputs(out, [n for n, _ in GOOD], "fusionnet")
     assert leftovers(out) == []
+
+
+@pytest.mark.parametrize(
+    "address, needle",
+    [("local:0", "local:N with N >= 1"), ("tcp://127.0.0.1:9", "no dask scheduler answers")],
+)
+def test_a_bad_scheduler_is_one_line(scenes, tmp_path, capsys, monkeypatch, address, needle):
+    import batch.cluster
+    from tests.cli import one_line_error
+
+    monkeypatch.setattr(batch.cluster, "CONNECT_TIMEOUT_S", 2)
+    args = ["batch", str(scenes / "copy1_pan.tif"), "-o", str(tmp_path / "o"), "-q"]
+    code, _, err = run_cli([*args, "--scheduler", address], capsys)
+    one_line_error(code, err, "--scheduler", needle)
+    assert not list((tmp_path / "o").glob("*.tif"))
