@@ -163,9 +163,11 @@ def _record_count(out: Path) -> int:
     return len(list((out / "records").glob("*.json"))) if (out / "records").is_dir() else 0
 
 
-def test_interrupted_batch_leaves_no_partial_output_and_resumes(scenes, tmp_path):
-    """SIGINT to a running batch (fusionnet on one thread: seconds per scene): exit 130,
-    only complete outputs, no temporary file; the rerun finishes the rest."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_batch_leaves_no_partial_output_and_resumes(scenes, tmp_path, sig):
+    """SIGINT (Ctrl-C: to the whole process group) or SIGTERM (to the batch process
+    alone) mid-run (fusionnet on one thread: seconds per scene): exit 130, only complete
+    outputs, no temporary file; the rerun finishes the rest."""
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "pansharp_cli", "batch", str(scenes), "-o", str(out), "-q",
            "-m", "fusionnet", "--sensor", "landsat8", "--threads", "1", "-j", "2"]  # fmt: skip
@@ -173,7 +175,10 @@ def test_interrupted_batch_leaves_no_partial_output_and_resumes(scenes, tmp_path
     deadline = time.monotonic() + 120
     while _record_count(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the whole process group
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the whole process group
+    else:
+        proc.send_signal(signal.SIGTERM)  # as a scheduler's kill: the batch process only
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     done = {p.stem for p in (out / "records").glob("*.json")}

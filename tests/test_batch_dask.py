@@ -130,8 +130,14 @@ def test_batch_on_the_cluster_records_and_resumes(cluster, scenes, tmp_path):
     summary = json.loads((out / "batch_summary.json").read_text())
     assert (summary["ok"], summary["failed"]) == (6, 2)
     assert len({r["pid"] for r in records.values()}) == 2  # both workers took scenes
+    stamps = {n: (out / f"{n}_gsa.tif").stat().st_mtime_ns for n in good}
     again = _batch(scenes, out, cluster.address)
     assert again.stderr.splitlines()[-1].startswith("pansharp: 0 fused, 6 kept, 2 failed")
+    (out / "cropA_gsa.tif").unlink()
+    third = _batch(scenes, out, cluster.address)
+    assert third.stderr.splitlines()[-1].startswith("pansharp: 1 fused, 5 kept, 2 failed")
+    assert all((out / f"{n}_gsa.tif").stat().st_mtime_ns == stamps[n] for n in good if n != "cropA")
+    check_outputs(out, ["cropA"])
     assert leftovers(out) == []
 
 

@@ -37,7 +37,9 @@ budget() {  # pansharp train options bounding model $1 on set $2
     landsat7:otpnet | landsat7:premix-h) echo "--time-limit 900" ;;
     landsat7:premix-b) echo "--time-limit 360" ;;
     landsat7-more:premix-b) echo "--time-limit 600" ;;
-    landsat8:pnn | landsat8:lagnet | landsat8:premix-h) echo "--time-limit 360" ;;
+    landsat7-more:premix-h) echo "--time-limit 900" ;;
+    landsat8:premix-h) echo "--time-limit 600" ;;
+    landsat8:pnn | landsat8:lagnet) echo "--time-limit 360" ;;
     landsat8:otpnet) echo "--time-limit 300" ;;
     ratio4:pnn | ratio4:lagnet) echo "--time-limit 240" ;;
     ratio4:*) echo "--time-limit 180" ;;
@@ -72,7 +74,8 @@ for set in $SETS; do
       landsat7)
         run "$m" landsat7 "$OUT/${m}_landsat7.safetensors" \
           "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2
-        if [ "$m" = premix-b ] && [ "$RAN" = 1 ]; then  # a second run, warm-started from the first
+        # a second run, warm-started from the first
+        if { [ "$m" = premix-b ] || [ "$m" = premix-h ]; } && [ "$RAN" = 1 ]; then
           mv "$OUT/${m}_landsat7.safetensors" "$OUT/.${m}_landsat7.first.safetensors"
           run "$m" landsat7-more "$OUT/${m}_landsat7.safetensors" \
             "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2 \
