@@ -37,6 +37,9 @@ class PansharpNet(nn.Module):
     #: (fuse's prepare) or the training data (train): a patch's result then does not
     #: depend on the patch plan (PreMix-H).
     equalisation_bins: int = 0
+    #: modules whose input is the fused features, before they are mapped to the bands:
+    #: where test-time adaptation inserts its tailors (models.deep.tailor)
+    split_points: tuple[str, ...] = ()
 
     def __init__(self, n_bands: int, **config: Any) -> None:
         super().__init__()

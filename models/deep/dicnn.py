@@ -22,6 +22,8 @@ class DiCNN(PansharpNet):
     """DiCNN1; ``channels`` and ``n_layers`` default to the published 64 and 3."""
 
     name = "dicnn"
+    #: where the fused features meet the head to bands (models.deep.tailor)
+    split_points = ("body.4",)
 
     def __init__(self, n_bands: int, channels: int = 64, n_layers: int = 3) -> None:
         if n_layers < 2:

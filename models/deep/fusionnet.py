@@ -20,6 +20,8 @@ class FusionNet(PansharpNet):
     """FusionNet; ``channels`` and ``n_blocks`` default to the published 32 and 4."""
 
     name = "fusionnet"
+    #: where the fused features meet the head to bands (models.deep.tailor)
+    split_points = ("tail",)
 
     def __init__(self, n_bands: int, channels: int = 32, n_blocks: int = 4) -> None:
         super().__init__(n_bands, channels=int(channels), n_blocks=int(n_blocks))

@@ -146,6 +146,8 @@ class LAGNet(PansharpNet):
     """LAGNet; ``channels=32``, ``n_blocks=5``, ``kernel=3``, GH bias on, as published."""
 
     name = "lagnet"
+    #: where the fused features meet the head to bands (models.deep.tailor)
+    split_points = ("tail",)
 
     def __init__(
         self,

@@ -109,6 +109,14 @@ class OTPNet(PansharpNet):
     """OTPNet with ``iterations`` unfolded Douglas-Rachford steps (module docstring)."""
 
     name = "otpnet"
+
+    @property
+    def split_points(self) -> tuple[str, ...]:
+        """The last iteration's two proximal heads: their inputs are the final features
+        (models.deep.tailor)."""
+        k = self.config["iterations"] - 1
+        return (f"prox_p.{k}.tail", f"prox_l.{k}.tail")
+
     needs_lowres = True
     ratio_aligned = True
 

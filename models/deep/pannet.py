@@ -34,6 +34,8 @@ class PanNet(PansharpNet):
     """PanNet; ``channels``, ``n_blocks`` and ``box`` default to the published values."""
 
     name = "pannet"
+    #: where the fused features meet the head to bands (models.deep.tailor)
+    split_points = ("tail",)
 
     def __init__(self, n_bands: int, channels: int = 32, n_blocks: int = 4, box: int = 5) -> None:
         if box % 2 == 0:

@@ -24,6 +24,8 @@ class PNN(PansharpNet):
     """PNN with configurable widths and kernel sizes; defaults are the published ones."""
 
     name = "pnn"
+    #: where the fused features meet the head to bands (models.deep.tailor)
+    split_points = ("body.4",)
 
     def __init__(
         self,

@@ -70,6 +70,8 @@ class PreMixB(PansharpNet):
     """PreMix-Base: one PreMixUnit at full resolution, filtering Y and P once (eq. 19)."""
 
     name = "premix-b"
+    #: the two kernel predictors' inputs, the last features of both flows (models.deep.tailor)
+    split_points = ("unit.kernels_y", "unit.kernels_p")
 
     def __init__(
         self,
@@ -115,6 +117,13 @@ class PreMixH(PansharpNet):
     """PreMix-Huge: 3 branches x ``scales`` progressive filtering (eq. 21-23, Fig. 7)."""
 
     name = "premix-h"
+
+    @property
+    def split_points(self) -> tuple[str, ...]:
+        """The last unit's two kernel predictors (models.deep.tailor)."""
+        b, s = len(BRANCHES) - 1, len(self.scales) - 1
+        return (f"units.{b}.{s}.kernels_y", f"units.{b}.{s}.kernels_p")
+
     lattice = 4
 
     def __init__(
