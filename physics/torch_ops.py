@@ -103,8 +103,8 @@ def decimate_at(
     'nearest')`` decimation, which the MTF-GLP low-pass and the degraded PAN use.
     ``index_select`` scatters the gradient back to the kept pixels.
     """
-    r = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=x.device)
-    c = torch.as_tensor(np.asarray(cols, dtype=np.int64), device=x.device)
+    r = torch.tensor(np.asarray(rows, dtype=np.int64), device=x.device)
+    c = torch.tensor(np.asarray(cols, dtype=np.int64), device=x.device)
     return x.index_select(-2, r).index_select(-1, c)
 
 

@@ -112,4 +112,4 @@ def adaptation_loss(
     spec = spectral_loss(fused, ms, gains, ratio, rows, cols)
     struct = structural_loss(fused, pan, ms_up, gains, ratio)
     total = spec + beta * struct
-    return total, {"spectral": float(spec), "structural": float(struct)}
+    return total, {"spectral": float(spec.detach()), "structural": float(struct.detach())}

@@ -61,6 +61,34 @@ def input_channels(module: nn.Module) -> int:
     raise ValueError(f"{type(module).__name__} has no convolution to read its inputs from")
 
 
+class TailorHook:
+    """A forward pre-hook that passes a split module's first input through a tailor (a
+    class, not a closure: a network with its tailors attached still pickles, for the
+    workers of a split scene)."""
+
+    def __init__(self, tailor: Tailor) -> None:
+        self.tailor = tailor
+
+    def __call__(self, _module: nn.Module, args: tuple) -> tuple:
+        return (self.tailor(args[0]), *args[1:])
+
+
+def attach_tailors(model: nn.Module) -> nn.ModuleDict:
+    """Tailors before every split point of ``model``, kept: registered as the submodule
+    ``tailors`` (so the state dict carries them: ``--save-adapted``) and hooked in."""
+    existing = getattr(model, "tailors", None)
+    if isinstance(existing, nn.ModuleDict):
+        return existing
+    tailors = nn.ModuleDict()
+    ref = next(model.parameters())
+    for name, module in split_modules(model):
+        tailor = Tailor(input_channels(module)).to(device=ref.device, dtype=ref.dtype)
+        tailors[name.replace(".", "/")] = tailor
+        module.register_forward_pre_hook(TailorHook(tailor))
+    model.tailors = tailors
+    return tailors
+
+
 @contextmanager
 def insert_tailors(model: nn.Module) -> Iterator[nn.ModuleDict]:
     """Tailors before every split point of ``model`` for the block, removed after; the

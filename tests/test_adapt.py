@@ -1,0 +1,65 @@
+"""Test-time adaptation (models.deep.adapt): the scene's windows and the three modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.deep.adapt import SWIFT_FRACTION, adapt_network, read_patches
+from models.deep.adapt_losses import structural_weight
+from models.deep.weights import default_weights_path, load_weights
+from physics.sensors import get_sensor
+from raster.scene import open_scene
+from raster.scene_facts import SceneOptions, decide
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SENSOR = get_sensor("landsat-r4")
+
+
+def _scene(make_scene, **kw):
+    s = make_scene(pan_shape=(320, 288), ratio=4, seed=4, **kw)
+    scene = open_scene(s.pan, s.ms, nodata=kw.get("nodata"))
+    facts = decide(scene, SceneOptions(SENSOR, 12))
+    return scene, facts.context({})
+
+
+def test_windows_are_valid_on_the_lattice_and_seeded(make_scene):
+    scene, ctx = _scene(make_scene, nodata=0, nodata_box=(0, 0, 160, 288))
+    got = read_patches(scene, ctx, 4095.0, n=4, patch=64, seed=1)
+    assert got.ms_up.shape == (4, 4, 64, 64) and got.ms.shape == (4, 4, 16, 16)
+    assert np.isfinite(got.ms_up).all() and got.ms_up.max() < 1.0
+    for y, x in got.origins:
+        assert y >= 160 and y + 64 <= 320 and x + 64 <= 288  # away from the nodata half
+    assert len(set(got.origins)) == 4
+    again = read_patches(scene, ctx, 4095.0, n=4, patch=64, seed=1)
+    assert again.origins == got.origins and np.array_equal(again.ms, got.ms)
+    # the samples are the MS values (the EXP interpolates through them)
+    assert np.array_equal(got.ms, got.ms_up[:, :, got.rows][..., got.cols])
+
+
+def _changed(before: dict, model: torch.nn.Module) -> tuple[int, int]:
+    now = model.state_dict()
+    moved = sum(int((now[k] != v).sum()) for k, v in before.items())
+    return moved, sum(v.numel() for v in before.values())
+
+
+@pytest.mark.parametrize("mode", ["tailor", "swift", "full"])
+def test_each_mode_lowers_the_loss_and_touches_what_it_says(mode, make_scene):
+    scene, ctx = _scene(make_scene)
+    patches = read_patches(scene, ctx, 4095.0, n=4, patch=64)
+    model, _ = load_weights(default_weights_path("fusionnet", "landsat-r4"), "fusionnet", 4, 4,
+                            "landsat-r4")  # fmt: skip
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = adapt_network(model, patches, mode, gains=list(SENSOR.gains(4)), ratio=4,
+                           beta=structural_weight("landsat-r4"), steps=8)  # fmt: skip
+    assert report["steps"] == 8
+    assert report["loss_end"]["loss"] < report["loss_start"]["loss"]
+    moved, total = _changed(before, model)
+    if mode == "tailor":
+        assert moved == 0 and "tailors" in dict(model.named_children())
+    elif mode == "swift":
+        assert 0 < moved <= SWIFT_FRACTION * total + 1
+    else:
+        assert moved > 0.5 * total
+    assert not any(p.requires_grad for p in model.parameters())
