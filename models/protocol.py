@@ -41,7 +41,10 @@ TILINGS = (EXACT, BLENDED)
 
 #: The run settings a method may take besides the common ones (``RunSettings`` fields);
 #: a method refuses any other one given on the command line.
-RUN_OPTIONS = ("weights", "device", "batch_size", "precision", "tile", "overlap", "seed")
+RUN_OPTIONS = (
+    "weights", "device", "batch_size", "precision", "tile", "overlap", "seed",
+    "adapt", "adapt_steps", "adapt_time", "save_adapted",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,12 @@ class RunSettings:
     overlap: int | None = None
     threads: int | None = None
     seed: int = 0
+    # test-time adaptation of deep models (models.deep.adapt): mode (None: none), its
+    # budget in steps or seconds, and where to save the adapted weights
+    adapt: str | None = None
+    adapt_steps: int | None = None
+    adapt_time: float | None = None
+    save_adapted: str | None = None
 
 
 def parse_batch_size(text: str | int | None) -> int | None:

@@ -87,6 +87,27 @@ def _declared(
         int,
         typer.Option(help="Stochastic models: seed of the noise (drawn by pixel position)."),
     ] = 0,
+    adapt: Annotated[
+        str | None,
+        typer.Option(
+            "--adapt",
+            help="Deep models: adapt to the scene first: tailor (the default when given "
+            "alone), swift or full.",
+        ),
+    ] = None,
+    adapt_steps: Annotated[
+        int | None, typer.Option("--adapt-steps", help="Deep models: adaptation steps.", min=1)
+    ] = None,
+    adapt_time: Annotated[
+        float | None,
+        typer.Option("--adapt-time", help="Deep models: adaptation time limit in seconds."),
+    ] = None,
+    save_adapted: Annotated[
+        str | None,
+        typer.Option(
+            "--save-adapted", help="Deep models: write the adapted weights (.safetensors)."
+        ),
+    ] = None,
 ) -> None:
     """The declarations (never called)."""
 
@@ -103,6 +124,10 @@ RUN_FLAGS = {
     "precision": "--precision",
     "overlap": "--overlap",
     "seed": "--seed",
+    "adapt": "--adapt",
+    "adapt_steps": "--adapt-steps",
+    "adapt_time": "--adapt-time",
+    "save_adapted": "--save-adapted",
 }
 
 
@@ -145,6 +170,10 @@ def fuse_options_from(values: dict[str, Any]) -> Any:
         patch=tile,
         overlap=values["overlap"],
         seed=values["seed"],
+        adapt=values["adapt"],
+        adapt_steps=values["adapt_steps"],
+        adapt_time=values["adapt_time"],
+        save_adapted=values["save_adapted"],
     )
 
 

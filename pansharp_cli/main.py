@@ -90,8 +90,24 @@ def fail(message: str, code: int) -> None:
     raise SystemExit(code)
 
 
+#: ``--adapt`` alone means ``--adapt tailor`` (click options cannot take an optional value)
+ADAPT_MODES = ("tailor", "swift", "full")
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """``--adapt`` not followed by a mode gets the default mode, ``tailor``."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg == "--adapt" and (nxt is None or nxt.strip().lower() not in ADAPT_MODES):
+            out.append("tailor")
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point with one-line errors."""
+    argv = optional_values(list(sys.argv[1:] if argv is None else argv))
     apply_process_settings()  # before any command can import torch; an exported value wins
     signal.signal(signal.SIGTERM, _sigterm)
     # Even when started with SIGINT ignored (a background job of a non-interactive

@@ -37,6 +37,7 @@ PHASES = {
     "reduced": "reduced resolution",
     "full": "full resolution",
     "train": "training",
+    "adapt": "adapting",
 }
 
 
@@ -79,7 +80,7 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
         yield silent
         return
     bar = Progress(
-        TextColumn("{task.description:<24}"),
+        TextColumn("{task.description:<30}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
@@ -92,10 +93,12 @@ def progress_bar(quiet: bool) -> Iterator[Callable[[str, int, int], None]]:
 
     def update(phase: str, done: int, total: int) -> None:
         start()
-        if phase not in tasks:
-            tasks[phase] = bar.add_task(PHASES.get(phase, phase), total=max(total, 1))
+        key, _, detail = phase.partition(":")  # "adapt:loss 0.012": the phase, its detail
+        label = PHASES.get(key, key) + (f" ({detail})" if detail else "")
+        if key not in tasks:
+            tasks[key] = bar.add_task(label, total=max(total, 1))
             bar.live.start(refresh=True)  # a no-op once started
-        bar.update(tasks[phase], completed=done, total=max(total, 1))
+        bar.update(tasks[key], completed=done, total=max(total, 1), description=label)
 
     try:
         yield update

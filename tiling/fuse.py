@@ -79,6 +79,11 @@ class FuseOptions:
     patch: int | None = None
     overlap: int | None = None
     seed: int = 0  # positional noise of stochastic methods (models.iterative.noise)
+    # test-time adaptation of deep models (models.deep.adapt)
+    adapt: str | None = None
+    adapt_steps: int | None = None
+    adapt_time: float | None = None
+    save_adapted: str | None = None
     # extra metadata tags written into the output (batch: its fingerprint); pansharp's
     # own PANSHARP_* tags win over a key given here
     tags: dict[str, str] = field(default_factory=dict)
@@ -98,6 +103,10 @@ class FuseOptions:
             overlap=self.overlap,
             threads=self.threads,
             seed=int(self.seed),
+            adapt=self.adapt,
+            adapt_steps=self.adapt_steps,
+            adapt_time=self.adapt_time,
+            save_adapted=self.save_adapted,
         )
 
 
@@ -118,6 +127,7 @@ class FuseResult:
     warnings: list[str] = field(default_factory=list)
     sensor_source: str = ""  # raster.scene_facts: --sensor, detected or generic
     split: dict[str, Any] | None = None  # row tasks and the workers that ran them
+    adaptation: dict[str, Any] | None = None  # --adapt: starting point, steps, losses
 
     @property
     def pixels(self) -> int:
@@ -151,6 +161,7 @@ class FuseResult:
             else self.nodata,
             "warnings": list(self.warnings),
             **({"split": self.split} if self.split is not None else {}),
+            **({"adaptation": self.adaptation} if self.adaptation else {}),
         }
 
 
@@ -449,4 +460,5 @@ def fuse_files(
         warnings=warnings,
         sensor_source=facts.sensor_source,
         split=None if rows_map is None else {"tasks": len(tasks), "workers": sorted(workers)},
+        adaptation=getattr(prepared, "report", None) or None,
     )

@@ -24,7 +24,10 @@ from models.deep.method import check_network, prepare_network
 from models.registry import ModelInfo, register_model
 
 #: The run settings a single-pass network uses (models.protocol.RUN_OPTIONS).
-DEEP_RUN_OPTIONS = ("weights", "device", "batch_size", "precision", "tile", "overlap")
+DEEP_RUN_OPTIONS = (
+    "weights", "device", "batch_size", "precision", "tile", "overlap",
+    "adapt", "adapt_steps", "adapt_time", "save_adapted",
+)  # fmt: skip
 
 NORMALISATION = "divide by 2^bit_depth - 1 (inputs and output in [0, 1]); output scaled back"
 LICENCE = "MIT (pansharp implementation of the published architecture; no upstream code)"

@@ -219,7 +219,7 @@ def adapt_network(
         if time_limit is not None and time.monotonic() - t0 >= time_limit:
             break
         loss, parts = loss_now()
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise OptionError(
                 f"--adapt {mode}: the loss diverged at step {step}; use --adapt tailor"
             )
@@ -231,7 +231,7 @@ def adapt_network(
                     p.grad.mul_(m)
         opt.step()
         step += 1
-        last = {"loss": float(loss), **parts}
+        last = {"loss": float(loss.detach()), **parts}
         if first is None:
             first = dict(last)
         if progress is not None:

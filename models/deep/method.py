@@ -38,6 +38,7 @@ class DeepModel:
     settings: RunSettings = field(default_factory=RunSettings)
     global_context: bool = False  # pooled statistics: tiles differ slightly, blend wider
     warnings: list[str] = field(default_factory=list)  # for the run's summary and JSON
+    report: dict[str, Any] = field(default_factory=dict)  # the prepare phase's (--adapt)
 
     @property
     def scale(self) -> float:
@@ -62,11 +63,15 @@ class DeepModel:
 
     def tags(self) -> dict[str, str]:
         """Output metadata: which weights made the image."""
-        return {
+        tags = {
             "PANSHARP_WEIGHTS": self.path.name,
             "PANSHARP_WEIGHTS_SENSOR": str(self.card.sensor),
             "PANSHARP_WEIGHTS_STEPS": str(self.card.steps),
         }
+        if self.report.get("mode"):
+            r = self.report
+            tags["PANSHARP_ADAPT"] = f"{r['mode']} from {r['start']}, {r['steps']} steps"
+        return tags
 
     def apply(self, batch: PatchBatch) -> np.ndarray:
         """The network on normalised inputs; normalised output (N, B, P, P) float32.
@@ -130,14 +135,23 @@ def refuse_starting_point(scene: Any, name: str, sensor_name: str) -> None:
     raise WeightsError(
         f"-m {name} has no weights trained on {sensor_name!r}; {start.name} (Landsat-derived, "
         f"4 bands, ratio 4) is only a starting point for this sensor: tailor it to the scene "
-        f"with --adapt, or pass --weights FILE with {sensor_name} weights (pansharp train)"
+        f"with --adapt (by default at most half the time of the fusion itself; "
+        f"--adapt-time S bounds it), or pass --weights FILE with {sensor_name} weights "
+        f"(pansharp train)"
     )
 
 
 def check_network(entry: Entry, scene: Any, context: PrepareContext) -> None:
     """Weights that fit, and patch settings that can be planned, before any output."""
     s = context.settings
-    fitting_weights(scene, entry.info.name, context.sensor, s.weights)
+    if s.adapt:
+        from models.deep.adapt import check_mode
+        from models.deep.adapt_prepare import starting_point
+
+        check_mode(s.adapt)
+        starting_point(scene, entry.info.name, context.sensor, s.weights)
+    else:
+        fitting_weights(scene, entry.info.name, context.sensor, s.weights)
     if s.tile is not None or s.overlap is not None:
         patches.plan_patches(*scene.out_shape, entry.info.halo(scene.ratio), s.tile, s.overlap)
 
@@ -149,8 +163,16 @@ def prepare_network(entry: Entry, scene: Any, context: PrepareContext) -> DeepMo
 
     s = context.settings
     info = entry.info
-    path = fitting_weights(scene, info.name, context.sensor, s.weights)
     check_precision(s.precision)
+    if s.adapt:
+        from models.deep.adapt_prepare import prepare_adapted
+
+        device = select_device(s.device)
+        model, card, path, report = prepare_adapted(entry, scene, context, device)
+        net = network_model(info, model, card, path, device, scene.ratio, s)
+        net.report = report
+        return net
+    path = fitting_weights(scene, info.name, context.sensor, s.weights)
     device = select_device(s.device)
     model, card = load_weights(
         path, info.name, scene.n_bands, scene.ratio, context.sensor, device=device

@@ -261,6 +261,10 @@ def load_weights(
         raise WeightsError(
             f"{path}: card kwargs {card.kwargs} do not build {card.model}: {exc}"
         ) from exc
+    if card.training.get("tailors"):  # adapted with --adapt tailor (--save-adapted)
+        from models.deep.tailor import attach_tailors
+
+        attach_tailors(model)
     check_tensors(tensors, model, path, card.model)
     try:
         model.load_state_dict(tensors, strict=True)

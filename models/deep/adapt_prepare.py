@@ -1,0 +1,146 @@
+"""``--adapt`` in a deep model's prepare phase: starting point, adaptation, saved card.
+
+Starting point (:func:`starting_point`), reported in the summary, the JSON and the tags:
+
+1. ``given``: ``--weights FILE`` (model, bands and ratio checked; any sensor);
+2. ``own``: the shipped weights of the scene's sensor, where they exist;
+3. ``nearest``: shipped weights of the same band count and ratio trained on another
+   sensor, the Landsat-derived ratio-4 set (``landsat-r4``) first: the starting point
+   for VHR 4-band products;
+4. ``zero-shot``: for any other band count (8-band WorldView-2/3), the network built
+   from scratch and trained on the scene itself at full resolution (mode ``full``).
+
+The network is normalised by the *scene's* bit depth (the adapted card says so), then
+adapted once on the scene's windows (:mod:`models.deep.adapt`). Default budget, when
+neither ``--adapt-steps`` nor ``--adapt-time`` is given: half the estimated fusion time
+of the scene on this device, ``0.5 * t_px * H * W * OVERLAP_FACTOR`` with ``t_px`` the
+measured time per pixel of a forward pass over the adaptation windows (at least one
+step). ``--save-adapted FILE`` writes the adapted network with a card (source weights,
+scene, losses, steps, time) that ``--weights`` accepts later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from errors import OptionError
+from models.deep.method import STARTING_POINT
+
+#: blended patches overlap: the fusion runs the network over this many times the pixels
+OVERLAP_FACTOR = 1.15
+BUDGET_SHARE = 0.5  # of the estimated fusion time
+
+
+def starting_point(
+    scene: Any, name: str, sensor: str, weights: str | None
+) -> tuple[Path | None, str]:
+    """(weights file or None, kind) for ``--adapt`` (module docstring)."""
+    from models.deep.card import WEIGHTS_DIR, default_weights_path
+    from models.deep.weights import check_card, read_card
+    from physics.sensors import get_sensor
+
+    n, ratio = scene.n_bands, scene.ratio
+    if weights is not None:
+        check_card(read_card(weights), weights, name, n, ratio, None)
+        return Path(weights), "given"
+    own = default_weights_path(name, get_sensor(sensor).name)
+    cands = [(own, "own"), (default_weights_path(name, STARTING_POINT), "nearest")]
+    cands += [(p, "nearest") for p in sorted(WEIGHTS_DIR.glob(f"{name}_*.safetensors"))]
+    for path, kind in cands:
+        if path.is_file():
+            card = read_card(path)
+            if card.n_bands == n and card.ratio == ratio and card.model == name:
+                return path, kind
+    return None, "zero-shot"
+
+
+def prepare_adapted(
+    entry: Any, scene: Any, context: Any, device: Any
+) -> tuple[Any, Any, Path, dict]:
+    """(adapted model, its card, the source path (or the saved file), report)."""
+    from models.deep.adapt import adapt_network, check_mode, read_patches
+    from models.deep.adapt_losses import structural_weight
+    from models.deep.card import WeightsCard
+    from models.deep.method import card_scale, scene_histograms
+    from models.deep.train_setup import physics_kwargs
+    from models.deep.weights import load_weights, save_weights
+    from models.registry import create_model
+    from physics.sensors import get_sensor
+
+    s = context.settings
+    mode = check_mode(s.adapt)
+    info = entry.info
+    sensor = get_sensor(context.sensor)
+    path, kind = starting_point(scene, info.name, sensor.name, s.weights)
+    n = scene.n_bands
+    if path is not None:
+        model, card = load_weights(path, info.name, n, scene.ratio, None, device=device)
+    else:
+        mode = "full"  # nothing to tailor in a network that never learned
+        kwargs = physics_kwargs(entry, sensor, scene.ratio, n)
+        model = create_model(info.name, n_bands=n, **kwargs).to(device)
+        card = WeightsCard(
+            model=info.name, kwargs=dict(model.config), sensor=sensor.name,
+            band_names=[f"b{i + 1}" for i in range(n)], ratio=scene.ratio,
+            bit_depth=context.bit_depth, scale=1.0,
+        )  # fmt: skip
+    if context.bit_depth:  # the scene's own normalisation, whatever the source was trained on
+        card = dataclasses.replace(card, bit_depth=context.bit_depth)
+    bins = int(getattr(model, "equalisation_bins", 0) or 0)
+    if bins > 0:
+        model.set_equalisation(*scene_histograms(context, n, bins, card))
+    t0 = time.monotonic()
+    patches = read_patches(scene, context.fuse, card_scale(card), seed=s.seed)
+    steps, limit, budget = s.adapt_steps, s.adapt_time, "given"
+    if steps is None and limit is None:
+        limit, budget = _default_time(model, patches, scene, device), "half the fusion"
+    report_progress = getattr(context.scan, "progress", None)
+
+    def progress(info_: dict[str, Any]) -> None:
+        if report_progress is not None:
+            total = info_["steps_total"] or max(info_["step"], 1)
+            report_progress(f"adapt:loss {info_['loss']:.4g}", info_["step"], total)
+
+    report = adapt_network(
+        model, patches, mode, gains=list(sensor.gains(n)), ratio=scene.ratio,
+        beta=structural_weight(sensor.name), steps=steps, time_limit=limit, device=device,
+        progress=progress, seed=s.seed,
+    )  # fmt: skip
+    report.update(
+        start=kind,
+        source_weights=path.name if path is not None else None,
+        budget=budget,
+        time_limit_s=None if limit is None else round(limit, 3),
+        total_seconds=round(time.monotonic() - t0, 3),
+    )
+    training = {**card.training, "adapted": report, "tailors": mode == "tailor",
+                "init_from": path.name if path is not None else None}  # fmt: skip
+    card = dataclasses.replace(
+        card, sensor=sensor.name, training=training, validation={}, steps=card.steps
+    )
+    out = path if path is not None else Path(f"{info.name}-zero-shot")
+    if s.save_adapted:
+        if not str(s.save_adapted).endswith(".safetensors"):
+            raise OptionError(f"--save-adapted {s.save_adapted}: end it in .safetensors")
+        out = save_weights(s.save_adapted, model, card)
+        report["saved"] = str(out)
+    return model, card, out, report
+
+
+def _default_time(model: Any, patches: Any, scene: Any, device: Any) -> float:
+    """Half the estimated fusion time: a forward pass over the windows, timed."""
+    import torch
+
+    x = torch.from_numpy(patches.ms_up).to(device)
+    p = torch.from_numpy(patches.pan).to(device)
+    lr = torch.from_numpy(patches.ms).to(device)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        model(x, p, lr) if getattr(model, "needs_lowres", False) else model(x, p)
+        spent = time.perf_counter() - t0
+    per_px = spent / float(x.shape[0] * x.shape[-2] * x.shape[-1])
+    h, w = scene.out_shape
+    return BUDGET_SHARE * per_px * h * w * OVERLAP_FACTOR
