@@ -196,6 +196,21 @@ def evaluate(
         list[str] | None,
         typer.Option(help="Weights of a deep method, METHOD=FILE (repeatable)."),
     ] = None,
+    adapt: Annotated[
+        str | None,
+        typer.Option(
+            "--adapt",
+            help="Deep methods: adapt each to the inputs of each protocol first (tailor, "
+            "the default when given alone; swift; full).",
+        ),
+    ] = None,
+    adapt_steps: Annotated[
+        int | None, typer.Option("--adapt-steps", help="Deep methods: adaptation steps.", min=1)
+    ] = None,
+    adapt_time: Annotated[
+        float | None,
+        typer.Option("--adapt-time", help="Deep methods: adaptation time limit in seconds."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score methods (or existing outputs) with the toolbox protocol (Q2n, SAM, ERGAS, QNR ...)."""
@@ -291,6 +306,7 @@ def evaluate(
                     progress=progress,
                     quicklook=quicklook,
                     weights=parse_weights(weights),
+                    adapt=(adapt, adapt_steps, adapt_time),
                 )
             if failures(report):  # leave the bar with an exception: it is erased, so
                 raise _Failed(report)  # stderr holds the one error line only

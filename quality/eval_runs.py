@@ -86,6 +86,26 @@ class Job:
     folder: str
     progress: Progress | None
     weights: dict[str, str]
+    #: test-time adaptation of the deep methods (RunSettings adapt, adapt_steps,
+    #: adapt_time): each adapts on the inputs its protocol gives (the degraded pair at
+    #: reduced resolution, never the reference)
+    adapt: tuple[str | None, int | None, float | None] = (None, None, None)
+
+    def settings(self, name: str) -> RunSettings:
+        return settings_for(name, self.weights, self.adapt)
+
+
+def settings_for(
+    name: str,
+    weights: dict[str, str],
+    adapt: tuple[str | None, int | None, float | None] = (None, None, None),
+) -> RunSettings:
+    """The run settings of method ``name``: its weights, and the adaptation if it takes it."""
+    from models.registry import get_entry
+
+    takes = "adapt" in get_entry(name).info.run_options
+    mode, steps, seconds = adapt if takes else (None, None, None)
+    return RunSettings(weights=weights.get(name), adapt=mode, adapt_steps=steps, adapt_time=seconds)
 
 
 def attempt(
@@ -116,6 +136,7 @@ def check_methods(
     sensor: Sensor,
     bit_depth: int | None,
     weights: dict[str, str] | None,
+    adapt: tuple[str | None, int | None, float | None] = (None, None, None),
 ) -> None:
     """Phase 1 of the method protocol for every method, before any work: a weights file
     that is missing or does not fit names the fix (``--weights METHOD=FILE``)."""
@@ -124,7 +145,7 @@ def check_methods(
         if n in names:
             refuse_run_options(n, ["weights"], {"weights": f"--weights {n}=FILE"})
     for n in names:
-        context = PrepareContext(ctx, sensor.name, bit_depth, RunSettings(weights=given.get(n)))
+        context = PrepareContext(ctx, sensor.name, bit_depth, settings_for(n, given, adapt))
         try:
             check(n, scene, context)
         except WeightsError as exc:
@@ -165,7 +186,7 @@ def fuse_to_file(
             ctx,
             sink,
             sensor=job.sensor.name,
-            settings=RunSettings(weights=job.weights.get(name)),
+            settings=job.settings(name),
             resampling="exp",
             tile=job.tile,
             threads=job.threads,

@@ -45,12 +45,17 @@ def test_adapted_weights_saved_and_reused_give_the_same_image(make_scene, tmp_pa
         (["-m", "fusionnet", "--adapt", "tailor", "--adapt-time", "-1"], "--adapt-time"),
         (["-m", "fusionnet", "--adapt", "tailor", "--save-adapted", "x.bin", "--adapt-steps", "1"],
          "--save-adapted"),
+        (["-m", "fusionnet", "--adapt", "--save-adapted", "EXISTING", "--adapt-steps", "1"],
+         "--overwrite"),
     ],
 )  # fmt: skip
 def test_bad_adapt_options_are_one_line(make_scene, tmp_path, capsys, extra, needle):
     inputs = _scene(make_scene)
     out = tmp_path / "o.tif"
+    existing = tmp_path / "kept.safetensors"
+    existing.write_bytes(b"mine")
+    extra = [str(existing) if e == "EXISTING" else e for e in extra]
     code, _, err = run_cli(["fuse", *inputs, "--sensor", "worldview2", "-o", str(out), "-q",
                             *extra], capsys)  # fmt: skip
     one_line_error(code, err, needle)
-    assert not out.exists()
+    assert not out.exists() and existing.read_bytes() == b"mine"

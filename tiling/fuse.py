@@ -385,6 +385,11 @@ def fuse_files(
     t0 = time.perf_counter()
     check_options(opts)
     check_destination(out, opts.overwrite, inputs=[pan, *ms, opts.weights], suffixes=COG_SUFFIXES)
+    if opts.save_adapted:
+        check_destination(
+            opts.save_adapted, opts.overwrite, inputs=[pan, *ms, opts.weights, out],
+            suffixes=(".safetensors",), flag="--save-adapted",
+        )  # fmt: skip
     get_entry(opts.method)
     creation = get_profile(opts.profile)
     creation.update(opts.creation_options)

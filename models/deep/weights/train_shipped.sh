@@ -37,7 +37,7 @@ budget() {  # pansharp train options bounding model $1 on set $2
     landsat7:otpnet | landsat7:premix-h) echo "--time-limit 900" ;;
     landsat7:premix-b) echo "--time-limit 360" ;;
     landsat7-more:premix-b) echo "--time-limit 600" ;;
-    landsat7-more:premix-h) echo "--time-limit 900" ;;
+    landsat7-more:premix-h) echo "--time-limit 870" ;;
     landsat8:premix-h) echo "--time-limit 600" ;;
     landsat8:pnn | landsat8:lagnet) echo "--time-limit 360" ;;
     landsat8:otpnet) echo "--time-limit 300" ;;
