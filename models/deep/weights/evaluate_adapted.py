@@ -43,7 +43,13 @@ def run(tile: int, args: list[str], out: Path) -> tuple[list[dict], float]:
            "--json", str(out), *args]  # fmt: skip
     print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    # a failed method (BDSD-PC needs more MS pixels than the reduced tiles have) is an
+    # error entry of the report, and evaluate exits non-zero: read the report anyway
+    # a refusal before any work (weights trained on another sensor) writes no report: the
+    # method cannot run unadapted, its row says so
+    subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    if not out.is_file():
+        return [], time.perf_counter() - t0
     return json.loads(out.read_text())["results"], time.perf_counter() - t0
 
 
@@ -60,6 +66,9 @@ def main() -> int:
     seconds: dict[str, list[float]] = {}
 
     def add(label: str, results: list[dict], spent: float | None = None) -> None:
+        if not results:
+            rows.setdefault(f"{label} (refused: weights of another sensor)", {})
+            return
         for r in results:
             if "error" in r:
                 print(f"warning: {label}: {r['error']}", file=sys.stderr)
@@ -93,7 +102,7 @@ def main() -> int:
         for k, scale, d in COLUMNS:
             v = vals.get((k, scale), [])
             cells.append(f"{sum(v) / len(v):.{d}f}" if len(v) == len(tiles) else "-")
-        s = seconds.get(label)
+        s = seconds.get(label) if vals else None
         cells.append(f"{sum(s) / len(s):.1f}" if s else "")
         print(f"| {label} | " + " | ".join(cells) + " |")
     return 0
