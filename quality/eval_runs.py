@@ -149,10 +149,20 @@ def check_methods(
         try:
             check(n, scene, context)
         except WeightsError as exc:
+            msg = str(exc).rstrip()
+            stop = "" if msg.endswith(".") else "."
             raise WeightsError(
-                f"{exc} With pansharp evaluate: --weights {n}=FILE (or --sensor S for "
+                f"{msg}{stop} With pansharp evaluate: --weights {n}=FILE (or --sensor S for "
                 "weights shipped for another sensor)."
             ) from None
+
+
+def with_adaptation(row: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """A scored row with the method's adaptation report on that protocol's inputs (mode,
+    start, steps, seconds, losses), so a reader sees what each adapted score cost."""
+    if info.get("adaptation"):
+        row["adaptation"] = info["adaptation"]
+    return row
 
 
 def fuse_to_file(
@@ -162,8 +172,9 @@ def fuse_to_file(
     ctx: FuseContext,
     path: str,
     bar: Bar,
-) -> None:
-    """Run ``name`` over ``scene`` into a float64 GeoTIFF on the scene's output grid."""
+) -> dict[str, Any]:
+    """Run ``name`` over ``scene`` into a float64 GeoTIFF on the scene's output grid;
+    the executor's run info (with ``adaptation`` when ``--adapt`` adapted it)."""
     h, w = scene.out_shape
     t = scene.out_transform
     ds = create_float_raster(
@@ -180,7 +191,7 @@ def fuse_to_file(
             write_block(ds, fused, spec.row, spec.col)
 
         # the executor fuse uses: same tiles or patches, blending, normalisation, device
-        run_method(
+        return run_method(
             scene,
             name,
             ctx,
@@ -210,7 +221,7 @@ def reduced_one(
     """Fuse the degraded pair with ``name`` and score it against the GT (quality.md A)."""
     path = os.path.join(job.folder, "fused_reduced.tif")
     try:
-        fuse_to_file(job, lr_scene, name, lr_ctx, path, bar)
+        info = fuse_to_file(job, lr_scene, name, lr_ctx, path, bar)
         gt_sources = [Source(b.path, b.index) for b in scene.bands]
         with (
             WindowReader(file_sources(path)) as fused,
@@ -231,7 +242,7 @@ def reduced_one(
     finally:
         if os.path.exists(path):
             os.remove(path)
-    return result(name, "reduced", values)
+    return with_adaptation(result(name, "reduced", values), info)
 
 
 def full_one(
@@ -246,7 +257,7 @@ def full_one(
     """Fuse the scene with ``name`` and score it without reference (quality.md B)."""
     path = os.path.join(job.folder, "fused_full.tif")
     try:
-        fuse_to_file(job, scene, name, ctx, path, bar)
+        info = fuse_to_file(job, scene, name, ctx, path, bar)
         with WindowReader(file_sources(path)) as fused:
             values = score_full(
                 scene, ctx, fused, shape, bar, heat, name, name, job.tile, job.threads
@@ -254,4 +265,4 @@ def full_one(
     finally:
         if os.path.exists(path):
             os.remove(path)
-    return result(name, "full", values)
+    return with_adaptation(result(name, "full", values), info)

@@ -59,3 +59,41 @@ def test_bad_adapt_options_are_one_line(make_scene, tmp_path, capsys, extra, nee
                             *extra], capsys)  # fmt: skip
     one_line_error(code, err, needle)
     assert not out.exists() and existing.read_bytes() == b"mine"
+
+
+def test_eight_band_scene_adapts_from_scratch(make_scene, tmp_path, capsys):
+    """No weights of any model have 8 bands: without --adapt the refusal names it; with
+    it the network is trained on the scene itself (zero-shot, the whole network: there is
+    nothing to tailor), the 8-band output is finite and not flat, and the JSON and tag
+    say where it started."""
+    s = make_scene(pan_shape=(192, 160), ratio=4, bands=8, seed=3)
+    out = tmp_path / "z.tif"
+    args = ["fuse", s.pan, *s.ms, "-m", "fusionnet", "--sensor", "worldview2", "-o", str(out)]
+    code, _, err = run_cli([*args, "-q"], capsys)
+    one_line_error(code, err, "--adapt")
+    assert not out.exists()
+    code, stdout, err = run_cli([*args, "--json", "-q", "--adapt", "--adapt-steps", "3"], capsys)
+    assert code == 0, err
+    rep = json.loads(stdout)["adaptation"]
+    assert (rep["mode"], rep["start"], rep["steps"]) == ("full", "zero-shot", 3)
+    with rasterio.open(out) as ds:
+        assert ds.count == 8 and ds.tags()["PANSHARP_ADAPT"].startswith("full from zero-shot")
+        img = ds.read().astype(np.float64)
+    assert np.isfinite(img).all() and img.std(axis=(1, 2)).min() > 0
+
+
+def test_evaluate_reports_each_protocols_own_adaptation(make_scene, capsys):
+    """evaluate --adapt adapts the deep method once per protocol, on that protocol's own
+    inputs, and each scored row carries its report; a classical method has none."""
+    s = make_scene(pan_shape=(336, 320), ratio=4, seed=7)  # the reduced protocol needs 73+ MS px
+    args = ["evaluate", s.pan, *s.ms, "-m", "fusionnet", "-m", "gsa", "--sensor", "worldview2"]
+    code, stdout, err = run_cli([*args, "--adapt", "--adapt-steps", "2", "--json", "-", "-q"],
+                                capsys)  # fmt: skip
+    assert code == 0, err
+    rows = {(r["method"], r["scale"]): r for r in json.loads(stdout)["results"]}
+    assert set(rows) == {(m, s) for m in ("fusionnet", "gsa") for s in ("reduced", "full")}
+    reps = [rows["fusionnet", s]["adaptation"] for s in ("reduced", "full")]
+    for rep in reps:
+        assert (rep["mode"], rep["start"], rep["steps"]) == ("tailor", "nearest", 2)
+    assert reps[0]["loss_start"] != reps[1]["loss_start"]  # two scenes, two adaptations
+    assert "adaptation" not in rows["gsa", "reduced"] and "adaptation" not in rows["gsa", "full"]

@@ -142,7 +142,7 @@ def execute(
     if prepared.spec.tiling != EXACT:
         from tiling.blended import run_blended
 
-        return run_blended(
+        info = run_blended(
             scene,
             prepared,
             ctx,
@@ -155,9 +155,13 @@ def execute(
             stats=stats,
             rows=rows,
         )
-    return _run_exact(
-        scene, prepared, ctx, sink, resampling, tile, threads, dtype, progress, post, stats, rows
-    )
+    else:
+        info = _run_exact(
+            scene, prepared, ctx, sink, resampling, tile, threads, dtype, progress, post, stats,
+            rows,
+        )  # fmt: skip
+    adaptation = getattr(prepared, "report", None)  # --adapt's report, when it adapted
+    return {**info, "adaptation": adaptation} if adaptation else info
 
 
 def _run_exact(

@@ -81,10 +81,10 @@ def read_patches(
 
     r = int(scene.ratio)
     h, w = scene.out_shape
-    side = min(-(-patch // r) * r, (min(h, w) // r) * r)
+    ph = sample_phase(scene)  # windows start on the MS sample lattice and stay inside
+    side = min(-(-patch // r) * r, (min(h - ph[0], w - ph[1]) // r) * r)
     if side < 4 * r:
         raise OptionError(f"the scene ({h}x{w}) is too small to adapt on; fuse without --adapt")
-    ph = sample_phase(scene)
     rng = np.random.default_rng([seed, 0x41444150])  # "ADAP"
     rows_free = max(0, (h - side - ph[0]) // r)
     cols_free = max(0, (w - side - ph[1]) // r)

@@ -176,7 +176,10 @@ def find_default_weights(model: str, sensor: str) -> Path:
     have = f" Shipped for {model}: {', '.join(shipped)}." if shipped else ""
     raise WeightsError(
         f"no default weights for {model!r} on sensor {sensor!r} (looked for {p}).{have} "
-        f"Pass --weights FILE, or make them with `pansharp train -m {model} --sensor {sensor}`."
+        f"Pass --weights FILE, adapt {model} to the scene with --adapt (from shipped weights "
+        "of the same bands and ratio, else trained on the scene itself; by default at most "
+        "half the time of the fusion, --adapt-time S bounds it), or make weights with "
+        f"`pansharp train -m {model} --sensor {sensor}`."
     )
 
 
