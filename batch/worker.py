@@ -67,6 +67,14 @@ def run_scene(payload: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         job = FuseJob.from_dict(payload["job"])
+        if not job.options.overwrite and _made_by_earlier_attempt(job.out, payload):
+            # a retried scene whose first worker died after renaming its output into
+            # place but before its record came back: that output is this scene's
+            end = time.time()
+            record.update(status="ok", exit_code=0, error=None, finished=end,
+                          seconds=round(end - start, 3), reused="output of an earlier attempt",
+                          weights=_output_tags(job.out).get("PANSHARP_WEIGHTS"))  # fmt: skip
+            return record
         if job.options.threads is None:
             job.options.threads = _worker_threads()
         result = run_job(job)
@@ -92,6 +100,17 @@ def run_scene(payload: dict[str, Any]) -> dict[str, Any]:
     end = time.time()
     record.update(finished=end, seconds=round(end - start, 3))
     return record
+
+
+def _made_by_earlier_attempt(path: str, payload: dict[str, Any]) -> bool:
+    """Whether ``path`` exists and carries this scene's fingerprint (outputs appear only
+    complete, by an atomic rename, so such a file is whole)."""
+    if not os.path.exists(path):
+        return False
+    try:
+        return _output_tags(path).get(TAG) == payload["fingerprint"]
+    except Exception:  # unreadable: not ours; fuse refuses it as it would any file
+        return False
 
 
 def _output_tags(path: str) -> dict[str, str]:

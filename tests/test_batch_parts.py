@@ -76,3 +76,26 @@ def test_weights_are_read_once_per_process(tmp_path, monkeypatch):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     w.load_weights(path, "pannet", 4, 2, "landsat8")
     assert len(calls) == 2
+
+
+def test_a_retried_scene_keeps_the_output_its_dead_worker_completed(make_scene, tmp_path):
+    """A worker killed after renaming its output into place but before its record came
+    back: the retry finds the output with this scene's fingerprint and keeps it (no
+    "exists" failure); an output with another fingerprint is still refused."""
+    from batch.run import plan_jobs
+    from batch.scenes import SceneItem
+    from batch.worker import run_scene
+
+    s = make_scene(pan_shape=(96, 80), ratio=4)
+    out = str(tmp_path / "o.tif")
+    item = SceneItem("a", s.pan, tuple(s.ms), out, {})
+    _, job, fp = plan_jobs([item], FuseOptions(method="brovey"), "1")[0]
+    payload = {"name": "a", "job": job.to_dict(), "fingerprint": fp}
+    first = run_scene(payload)
+    assert first["status"] == "ok" and "reused" not in first, first
+    mtime = os.stat(out).st_mtime_ns
+    again = run_scene(payload)
+    assert (again["status"], again.get("reused")) == ("ok", "output of an earlier attempt")
+    assert os.stat(out).st_mtime_ns == mtime
+    other = run_scene({**payload, "fingerprint": "another"})
+    assert other["status"] == "failed" and "--overwrite" in other["error"]
