@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any
 
-from batch.fingerprint import TAG
+from batch.fingerprint import output_fingerprint
 from errors import PansharpError
 from tiling.job import FuseJob, run_job
 from tiling.process import apply_process_settings
@@ -67,9 +67,9 @@ def run_scene(payload: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         job = FuseJob.from_dict(payload["job"])
-        if not job.options.overwrite and _made_by_earlier_attempt(job.out, payload):
+        if not job.options.overwrite and output_fingerprint(job.out) == payload["fingerprint"]:
             # a retried scene whose first worker died after renaming its output into
-            # place but before its record came back: that output is this scene's
+            # place (outputs appear only complete) but before its record came back
             end = time.time()
             record.update(status="ok", exit_code=0, error=None, finished=end,
                           seconds=round(end - start, 3), reused="output of an earlier attempt",
@@ -85,7 +85,7 @@ def run_scene(payload: dict[str, Any]) -> dict[str, Any]:
             summary=result.summary(),
             weights=_output_tags(job.out).get("PANSHARP_WEIGHTS"),
         )
-        if _output_tags(job.out).get(TAG) != payload["fingerprint"]:
+        if output_fingerprint(job.out) != payload["fingerprint"]:
             record.update(status="failed", exit_code=1, error="output lacks its fingerprint")
     except PansharpError as exc:
         record.update(status="failed", exit_code=exc.exit_code, error=" ".join(str(exc).split()))
@@ -100,17 +100,6 @@ def run_scene(payload: dict[str, Any]) -> dict[str, Any]:
     end = time.time()
     record.update(finished=end, seconds=round(end - start, 3))
     return record
-
-
-def _made_by_earlier_attempt(path: str, payload: dict[str, Any]) -> bool:
-    """Whether ``path`` exists and carries this scene's fingerprint (outputs appear only
-    complete, by an atomic rename, so such a file is whole)."""
-    if not os.path.exists(path):
-        return False
-    try:
-        return _output_tags(path).get(TAG) == payload["fingerprint"]
-    except Exception:  # unreadable: not ours; fuse refuses it as it would any file
-        return False
 
 
 def _output_tags(path: str) -> dict[str, str]:

@@ -27,9 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evaluate_scale import make_scene  # noqa: E402
 
-from benchmarks.measure import compile_sources, run_measured  # noqa: E402
-
-PANSHARP = [sys.executable, "-m", "pansharp_cli"]
+from benchmarks.measure import PANSHARP, compile_sources, run_measured  # noqa: E402
 
 
 def main() -> None:

@@ -25,10 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.measure import compile_sources, run_measured  # noqa: E402
+from benchmarks.measure import PANSHARP, compile_sources, run_measured  # noqa: E402
 from tests.batch_data import make_scenes  # noqa: E402
-
-PANSHARP = [sys.executable, "-m", "pansharp_cli"]
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ with open(sys.argv[1], "w") as f:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the command line of pansharp in this interpreter
+PANSHARP = [sys.executable, "-m", "pansharp_cli"]
 PACKAGES = (
     "errors.py",
     "models",
