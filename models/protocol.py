@@ -42,7 +42,7 @@ TILINGS = (EXACT, BLENDED)
 #: The run settings a method may take besides the common ones (``RunSettings`` fields);
 #: a method refuses any other one given on the command line.
 RUN_OPTIONS = (
-    "weights", "device", "batch_size", "precision", "tile", "overlap", "seed",
+    "weights", "device", "batch_size", "precision", "tile", "overlap", "seed", "steps",
     "adapt", "adapt_steps", "adapt_time", "save_adapted",
 )  # fmt: skip
 
@@ -100,6 +100,7 @@ class RunSettings:
     overlap: int | None = None
     threads: int | None = None
     seed: int = 0
+    steps: int | None = None  # sampler steps of diffusion models (None: the registry's)
     # test-time adaptation of deep models (models.deep.adapt): mode (None: none), its
     # budget in steps or seconds, and where to save the adapted weights
     adapt: str | None = None

@@ -87,6 +87,10 @@ def _declared(
         int,
         typer.Option(help="Stochastic models: seed of the noise (drawn by pixel position)."),
     ] = 0,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Diffusion models: DDIM sampling steps (default: the model's).", min=1),
+    ] = None,
     adapt: Annotated[
         str | None,
         typer.Option(
@@ -124,6 +128,7 @@ RUN_FLAGS = {
     "precision": "--precision",
     "overlap": "--overlap",
     "seed": "--seed",
+    "steps": "--steps",
     "adapt": "--adapt",
     "adapt_steps": "--adapt-steps",
     "adapt_time": "--adapt-time",
@@ -170,6 +175,7 @@ def fuse_options_from(values: dict[str, Any]) -> Any:
         patch=tile,
         overlap=values["overlap"],
         seed=values["seed"],
+        steps=values["steps"],
         adapt=values["adapt"],
         adapt_steps=values["adapt_steps"],
         adapt_time=values["adapt_time"],

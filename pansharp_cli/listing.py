@@ -31,7 +31,7 @@ def models(
         return
     t = Table(title="pansharp models")
     for col in ("name", "family", "title", "bands", "halo r=2/4", "fit", "weights"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "name")  # a name is what users copy: never broken
     for d in rows:
         hi = d["max_bands"] if d["max_bands"] is not None else "any"
         t.add_row(

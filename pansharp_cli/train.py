@@ -2,7 +2,8 @@
 
 Thin: opens the pairs with :func:`models.deep.readers.open_file_pairs` (headers only: the
 sampler reads one window per patch, so memory follows the batch, not the scenes), trains
-with :func:`models.deep.train.train` and shows a progress bar with the loss and the
+with :func:`models.deep.train_stages.train_stages` (every stage of the model, or
+``--stage N``) and shows a progress bar with the loss and the
 validation score (the library only reports through a callback).
 """
 
@@ -149,13 +150,24 @@ def train(
         bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")
     ] = False,
     objective: Annotated[
-        str, typer.Option(help=f"Training loss: {', '.join(objective_names())}.")
-    ] = DEFAULT_OBJECTIVE,
+        str | None,
+        typer.Option(
+            help=f"Training loss: {', '.join(objective_names())} (default: the model's, "
+            f"{DEFAULT_OBJECTIVE} for single-pass networks)."
+        ),
+    ] = None,
+    stage: Annotated[
+        int | None,
+        typer.Option(
+            help="Models trained in stages (nodiff, ksdiff): run only this one (default: "
+            "all, stage 1 to OUTPUT.stage1.safetensors, the last to OUTPUT)."
+        ),
+    ] = None,
 ) -> None:
     """Train a deep model on your own PAN/MS scenes (Wald's protocol) and save its weights."""
     from models.deep.objectives import get_objective
     from models.deep.readers import open_file_pairs
-    from models.deep.train import train as train_model
+    from models.deep.train_stages import train_stages
     from pansharp_cli.georef import acknowledge_missing_georeference
     from physics.sensors import get_sensor
     from raster.cog import check_destination
@@ -168,7 +180,7 @@ def train(
             f"-m {model} is not a deep model with trainable weights; trainable: "
             f"{', '.join(_trainable())}"
         )
-    goal = get_objective(objective)
+    goal = get_objective(objective) if objective is not None else None
     if not output.endswith(".safetensors"):
         raise OptionError(
             f"-o {output}: weights are written as safetensors; end it in .safetensors"
@@ -189,7 +201,7 @@ def train(
     data = open_file_pairs(specs, sensor_obj, ratio=ratio, bit_depth=bit_depth, nodata=nodata)
     try:
         with train_bar(quiet, steps, time_limit) as progress:
-            result = train_model(
+            results = train_stages(
                 entry.info.name,
                 data.pairs,
                 sensor_obj,
@@ -212,12 +224,15 @@ def train(
                 band_names=data.band_names,
                 objective=goal,
                 init=init,
+                stage=stage,
             )
     finally:
         for pair in data.pairs:
             pair.close()
 
+    result = results[-1]
     summary = {
+        "stages": [{"weights": str(r.weights), "steps": r.steps} for r in results],
         "weights": str(result.weights),
         "checkpoint": str(result.checkpoint),
         "model": result.card.model,

@@ -79,6 +79,7 @@ class FuseOptions:
     patch: int | None = None
     overlap: int | None = None
     seed: int = 0  # positional noise of stochastic methods (models.iterative.noise)
+    steps: int | None = None  # DDIM steps of diffusion models (None: the model's default)
     # test-time adaptation of deep models (models.deep.adapt)
     adapt: str | None = None
     adapt_steps: int | None = None
@@ -103,6 +104,7 @@ class FuseOptions:
             overlap=self.overlap,
             threads=self.threads,
             seed=int(self.seed),
+            steps=self.steps,
             adapt=self.adapt,
             adapt_steps=self.adapt_steps,
             adapt_time=self.adapt_time,

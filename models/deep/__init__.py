@@ -196,3 +196,64 @@ _register(
         "every stage filters the original PAN; 1 EWFM layer per unit, 32 maps, 3x3 kernels"
     ),
 )
+
+
+def _register_diffusion() -> None:
+    """NODiff and KSDiff: denoisers sampled on grid windows (models.iterative.windowed)."""
+    from models.iterative.windowed import register_windowed
+
+    common = {
+        "weights_finder": _weights_finder("nodiff"),
+        "default_weights": DEFAULT_WEIGHTS,
+        "inputs": "ms_up = interp23(MS) on the PAN grid (N, B, H, W), pan (N, 1, H, W)",
+        "stages": 2,
+        "global_context": False,
+    }
+    register_windowed(
+        ModelInfo(
+            name="nodiff",
+            title="NODiff (FNO residual diffusion, two stages)",
+            family="diffusion",
+            reference="Hou, Ran, Chen, Chen, Cong, Li & Deng, AAAI 2026",
+            halo=lambda ratio: 64,  # the sampler's window (NODiff.window)
+            normalisation=NORMALISATION,
+            licence=LICENCE,
+            params=0,
+            extra={
+                **common,
+                "default_steps": 10,
+                "notes": (
+                    "8 FNO layers, 12 modes, width 32; epsilon prediction, cosine T=1000; "
+                    "sampled on 64-pixel grid windows, Hann-blended"
+                ),
+            },
+        ),
+        _lazy_factory("nodiff", "NODiff"),
+    )
+    register_windowed(
+        ModelInfo(
+            name="ksdiff",
+            title="KSDiff (kernel-space latent diffusion)",
+            family="diffusion",
+            reference="Jin, Cao & Deng, Kernel Space Diffusion Model for Efficient Remote "
+            "Sensing Pansharpening, 2025",
+            halo=lambda ratio: 64,  # the sampler's window (KSDiff.window)
+            normalisation=NORMALISATION,
+            licence=LICENCE,
+            params=0,
+            extra={
+                **common,
+                "weights_finder": _weights_finder("ksdiff"),
+                "default_steps": 10,
+                "notes": (
+                    "PanNeXt-U width 32 with 4 modulated 7x7 ConvNeXt blocks, 16 latent "
+                    "tokens of 32, Tucker ranks (1, 4, 2, 2); x0 prediction, cosine T=1000; "
+                    "64-pixel grid windows blended over 16-pixel ramps"
+                ),
+            },
+        ),
+        _lazy_factory("ksdiff", "KSDiff"),
+    )
+
+
+_register_diffusion()

@@ -12,10 +12,11 @@ Starting point (:func:`starting_point`), reported in the summary, the JSON and t
 
 The network is normalised by the *scene's* bit depth (the adapted card says so), then
 adapted once on the scene's windows (:mod:`models.deep.adapt`). Default budget, when
-neither ``--adapt-steps`` nor ``--adapt-time`` is given: half the estimated fusion time
-of the scene on this device, ``0.5 * t_px * H * W * OVERLAP_FACTOR`` with ``t_px`` the
-measured time per pixel of a forward pass over the adaptation windows (at least one
-step). ``--save-adapted FILE`` writes the adapted network with a card (source weights,
+neither ``--adapt-steps`` nor ``--adapt-time`` is given: at most half the fusion time
+of the scene on this device, ``BUDGET_SHARE * t_px * H * W * OVERLAP_FACTOR`` less the
+time already spent reading the windows, with ``t_px`` the measured time per pixel of a
+forward pass at fusion's patch size (:func:`_fusion_seconds`; at least one step).
+``--save-adapted FILE`` writes the adapted network with a card (source weights,
 scene, losses, steps, time) that ``--weights`` accepts later.
 """
 
@@ -31,7 +32,12 @@ from models.deep.method import STARTING_POINT
 
 #: blended patches overlap: the fusion runs the network over this many times the pixels
 OVERLAP_FACTOR = 1.15
-BUDGET_SHARE = 0.5  # of the estimated fusion time
+# of the estimated fusion time: 0.4, not 0.5, leaves room for what follows the budget
+# (the final loss pass, the last step's overrun): at 0.5 FusionNet's adaptation of a
+# 4000^2 scene took 12.0 s for a 9.5 s budget, 0.64 x the 18.8 s fuse run
+BUDGET_SHARE = 0.4
+FUSE_PATCH = 512  # the side the budget's forward pass is timed at (tiling.patches)
+MIN_BUDGET_S = 1e-3  # a budget already spent still runs one step
 
 
 def starting_point(
@@ -96,7 +102,10 @@ def prepare_adapted(
     patches = read_patches(scene, context.fuse, card_scale(card), seed=s.seed)
     steps, limit, budget = s.adapt_steps, s.adapt_time, "given"
     if steps is None and limit is None:
-        limit, budget = _default_time(model, patches, scene, device), "half the fusion"
+        fusion = _fusion_seconds(model, patches, scene, device)
+        spent = time.monotonic() - t0  # reading the windows, timing the estimate
+        limit = max(MIN_BUDGET_S, BUDGET_SHARE * fusion - spent)
+        budget = "half the fusion"
     report_progress = getattr(context.scan, "progress", None)
 
     def progress(info_: dict[str, Any]) -> None:
@@ -130,17 +139,34 @@ def prepare_adapted(
     return model, card, out, report
 
 
-def _default_time(model: Any, patches: Any, scene: Any, device: Any) -> float:
-    """Half the estimated fusion time: a forward pass over the windows, timed."""
+def _fusion_seconds(model: Any, patches: Any, scene: Any, device: Any) -> float:
+    """The estimated compute time of fusing the scene, ``t_px * H * W * OVERLAP_FACTOR``;
+    the budget is ``BUDGET_SHARE`` of it less what adaptation has already spent
+    (reading its windows, this estimate).
+
+    ``t_px`` is timed on one patch of the size fusion runs (``FUSE_PATCH``, or the
+    scene's side if smaller; the adaptation windows tiled to fill it), on the second of
+    two passes: the first pays the first allocation of its maps (0.99 s against 0.29 s
+    for FusionNet at 512^2 here), and small windows cost more per pixel than fusion's
+    large patches (measured at 4000^2 with FusionNet: an estimate of 104 s
+    from the windows against 19 s for the whole fuse run), which let adaptation take
+    2.9 x the inference time instead of at most half of it.
+    """
+    import numpy as np
     import torch
 
-    x = torch.from_numpy(patches.ms_up).to(device)
-    p = torch.from_numpy(patches.pan).to(device)
-    lr = torch.from_numpy(patches.ms).to(device)
-    with torch.inference_mode():
-        t0 = time.perf_counter()
-        model(x, p, lr) if getattr(model, "needs_lowres", False) else model(x, p)
-        spent = time.perf_counter() - t0
-    per_px = spent / float(x.shape[0] * x.shape[-2] * x.shape[-1])
+    def tiled(a: np.ndarray, side: int) -> np.ndarray:
+        reps = (1, 1, -(-side // a.shape[-2]), -(-side // a.shape[-1]))
+        return np.ascontiguousarray(np.tile(a[:1], reps)[..., :side, :side])
+
     h, w = scene.out_shape
-    return BUDGET_SHARE * per_px * h * w * OVERLAP_FACTOR
+    side = max(8, min(FUSE_PATCH, h, w))
+    lowres = getattr(model, "needs_lowres", False)
+    x = torch.from_numpy(tiled(patches.ms_up, side)).to(device)
+    p = torch.from_numpy(tiled(patches.pan, side)).to(device)
+    with torch.inference_mode():
+        for _ in range(2):  # the first pass pays the maps' first allocation: 3.4 x slower
+            t0 = time.perf_counter()
+            model(x, p, x[..., :: scene.ratio, :: scene.ratio]) if lowres else model(x, p)
+            took = time.perf_counter() - t0
+    return took / float(side * side) * h * w * OVERLAP_FACTOR

@@ -245,12 +245,17 @@ def network_model(
 ) -> DeepModel:
     """A prepared network around ``model`` (loaded from weights, or being trained): the
     network's own halo (the registry's if it has none), global context where the
-    registry says so and the card does not switch LAGNet's global bias off."""
+    registry says so and the card does not switch LAGNet's global bias off. A record
+    whose ``extra["prepared_as"]`` is set (diffusion models: the sampler around the
+    denoiser, :mod:`models.iterative.windowed`) gets that wrapper, so ``fuse``,
+    ``evaluate`` and training's validation all run the same prepared method."""
     halo = int(getattr(model, "halo", info.halo(ratio)))
     glob = bool(info.extra.get("global_context")) and card.kwargs.get("global_bias") is not False
-    return DeepModel(
+    deep = DeepModel(
         info.name, model, card, Path(path), device, halo, settings, glob, list(warnings or [])
     )
+    wrap = info.extra.get("prepared_as")  # e.g. a diffusion sampler around the network
+    return wrap(info, deep) if wrap is not None else deep
 
 
 # -- memory -----------------------------------------------------------------------------

@@ -22,13 +22,12 @@ Seams left for objectives not written yet (nothing here implements them):
   degradation of :mod:`physics.torch_ops` plus a spatial term against the PAN, so
   it needs the batch's raw MS (a ``ms`` entry of ``extra``). The sampler would add a
   ``"full"`` branch reading windows without degrading them.
-- diffusion (epsilon or x0 prediction; Ho et al. 2020 eq. 14, the DDIM scheduler of
-  :mod:`models.iterative`): the network's input is the target noised at a random
-  step, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, so such an objective also needs
-  a hook that builds the network's inputs from the batch (x_t, t and the conditioning
-  ms_up, pan) and leaves eps and t in ``extra``; its loss is then
-  ||prediction - eps||^2 or ||prediction - x0||^2. The loop would call that hook when
-  the objective has it and ``model(batch.ms_up, batch.pan)`` otherwise.
+
+Diffusion (:class:`DiffusionLoss`, ``diffusion``, the default of the diffusion models):
+the network's input is the target noised at a random step, so the objective has a
+``run(model, batch, rng) -> loss`` that the loop calls instead of
+``loss(model(ms_up, pan), batch)``; the network says what it predicts and how it is
+scored (``training_loss``), the schedule is the one in its config.
 
 Lookup is by name (:func:`get_objective`); an unknown name lists the valid ones.
 Torch is imported on first use, so listing objectives (the CLI's help) stays cheap.
@@ -38,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from errors import unknown_name
 
@@ -98,8 +97,47 @@ class WaldL1:
         return F.l1_loss(prediction, batch.target)
 
 
+@dataclass(frozen=True)
+class DiffusionLoss:
+    """A diffusion network's own loss on Wald patches: the target noised at a random
+    step of the network's schedule (``T``, ``schedule`` in its config), the network's
+    prediction of the noise or of the clean sample scored by L1 (NODiff eq. 8 and 15,
+    KSDiff eq. 4 and 10): :meth:`run` calls ``model.training_loss(ms_up, pan, target,
+    rng, scheduler)``, whose draws come from the training loop's generator (saved in
+    every checkpoint, so a resumed run continues the same sequence).
+    """
+
+    name: str = "diffusion"
+    data: str = WALD
+    needs: tuple[str, ...] = ("ms_up", "pan", "target")
+    card: str = "L1 of the diffusion target (the network's prediction)"
+
+    def loss(self, prediction: torch.Tensor, batch: TrainBatch) -> torch.Tensor:
+        raise ValueError("the diffusion objective scores through run(model, batch, rng)")
+
+    def run(self, model: Any, batch: TrainBatch, rng: Any) -> torch.Tensor:
+        if batch.target is None:
+            raise ValueError("the diffusion objective needs Wald patches with a target")
+        if not hasattr(model, "training_loss"):
+            raise ValueError(
+                f"--objective diffusion is for diffusion models; {model.name!r} is not one"
+            )
+        return model.training_loss(batch.ms_up, batch.pan, batch.target, rng, noising(model))
+
+
+def noising(model: Any) -> Any:
+    """The forward process of ``model``'s diffusion (a one-step DDIM scheduler: only its
+    ``add_noise`` and schedule are used in training)."""
+    from models.iterative.ddim import DDIMScheduler
+    from models.iterative.schedules import make_schedule
+
+    cfg = model.config
+    schedule = make_schedule(str(cfg.get("schedule", "cosine")), int(cfg.get("T", 1000)))
+    return DDIMScheduler(schedule, 1, prediction=str(cfg.get("prediction", "epsilon")))
+
+
 #: name -> factory. ``--objective`` reads this; new objectives register here.
-OBJECTIVES: dict[str, Callable[[], Objective]] = {"wald-l1": WaldL1}
+OBJECTIVES: dict[str, Callable[[], Objective]] = {"wald-l1": WaldL1, "diffusion": DiffusionLoss}
 
 DEFAULT_OBJECTIVE = "wald-l1"
 

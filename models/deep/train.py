@@ -230,7 +230,7 @@ def train(
     progress_every: int = 10,
     val_side: int = VAL_SIDE,
     max_val_regions: int = MAX_VAL_REGIONS,
-    objective: str | Objective = DEFAULT_OBJECTIVE,
+    objective: str | Objective | None = None,
     init: Path | str | None = None,
 ) -> TrainResult:
     """Train ``model_name`` on ``pairs`` by Wald's protocol and write weights + card.
@@ -246,7 +246,8 @@ def train(
     streamed scene's nodata is only known where it is read) and ``time_limit`` seconds
     (of this call); ``resume`` continues a checkpoint, counting ``steps``/``epochs``
     from the start of the first run. ``objective`` names the loss
-    (:mod:`models.deep.objectives`, default ``wald-l1``). ``init``: a weights file of
+    (:mod:`models.deep.objectives`; None: the model's own, ``wald-l1`` unless the
+    registry names another, e.g. ``diffusion``). ``init``: a weights file of
     the same model to start from (a warm start: e.g. ratio 4 from Landsat 8 weights;
     its ratio and sensor may differ, its tensors must fit). ``progress`` receives dicts
     with at least ``step``, ``loss`` (mean loss since the last call, normalised units)
@@ -266,7 +267,9 @@ def train(
             f"(trainable: {', '.join(trainable_models())})"
         )
     model_name = entry.info.name
-    goal = get_objective(objective)
+    goal = get_objective(
+        objective if objective is not None else entry.info.extra.get("objective", DEFAULT_OBJECTIVE)
+    )
     if goal.data != WALD:
         raise OptionError(
             f"--objective {goal.name} needs {goal.data!r} patches, which the sampler does "
@@ -346,7 +349,9 @@ def train(
         scene_counts = training_histograms(sources, split.train, patch, seed, model)
         if resume is None:  # pooled: the tables saved with the weights
             model.set_equalisation(scene_counts[0].sum(0), scene_counts[1].sum(0))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    # frozen parts (a second stage's prior) are neither updated nor decayed
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
     if resume is not None:
         trainer = _load_optimizer(o_path, opt)
         if trainer.get("step") != card0.steps or trainer.get("n_pairs") != len(pairs):
@@ -435,7 +440,10 @@ def train(
     ]
 
     def validate(held: Validation) -> dict[str, Any] | None:
-        """The current network through the executor on the held-out crops."""
+        """The current network through the executor on the held-out crops (a stage that
+        cannot fuse on its own, a prior that needs the reference, is not validated)."""
+        if not getattr(model, "fuses", True):
+            return {"note": "an intermediate stage (a prior): validated by the last stage"}
         return held.evaluate(model_name, model, card_now(None), ckpt[0], dev, precision)
 
     with held_out(
@@ -468,11 +476,15 @@ def train(
                 torch.from_numpy(tgt).to(dev),
             )
             with autocast(dev, precision):
-                if wants_lr:  # windows on the lattice: sample (i, j) at (r i, r j)
-                    out = model(batch.ms_up, batch.pan, batch.ms_up[..., ::ratio, ::ratio])
+                if hasattr(goal, "run"):  # the objective builds the inputs (diffusion)
+                    loss = goal.run(model, batch, rng).float()
                 else:
-                    out = model(batch.ms_up, batch.pan)
-            loss = goal.loss(out.float(), batch)
+                    if wants_lr:  # windows on the lattice: sample (i, j) at (r i, r j)
+                        lr_in = batch.ms_up[..., ::ratio, ::ratio]
+                        out = model(batch.ms_up, batch.pan, lr_in)
+                    else:
+                        out = model(batch.ms_up, batch.pan)
+                    loss = goal.loss(out.float(), batch)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -55,6 +55,17 @@ def initial_model(
         )
     model = create_model(model_name, **{**card0.kwargs, **kwargs, "n_bands": n_bands})
     tensors, _ = load_state(init)
+    if hasattr(model, "warm_start") and int(card0.kwargs.get("stage", 0)) < int(
+        model.config.get("stage", 0)
+    ):  # a later stage from an earlier one: its own additions keep their initialisation
+        for name, t in tensors.items():
+            if not torch.isfinite(t).all():
+                raise OptionError(f"--init {init}: tensor {name} holds NaN or Inf")
+        try:
+            model.warm_start(tensors)
+        except ValueError as exc:
+            raise OptionError(f"--init {init}: {exc}") from None
+        return model
     check_tensors(tensors, model, init, model_name)
     model.load_state_dict(tensors)
     return model

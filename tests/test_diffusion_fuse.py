@@ -1,0 +1,128 @@
+"""Diffusion models through ``fuse`` (models.iterative.windowed): every registered one,
+small seeded weights (tests/diffusion_weights.py), an awkward-sized scene.
+
+What must hold: the windows sit on the scene's grid, so ``--tile 128`` and ``--tile
+512`` give the same image up to float rounding; across the engine's patch borders and
+the windows' own borders neighbouring pixels differ no more than elsewhere; one seed
+gives one file, another seed another image; the output is a valid COG with the
+sampler's tags; bad settings are refused in one line before anything is written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+
+from models.registry import model_names
+from tests.cli import one_line_error, run_cli
+from tests.diffusion_weights import small_model, write_weights
+from tests.floats import accumulation_length, assert_rounding_close
+from tiling.fuse import FuseOptions, fuse_files
+from tiling.patches import plan_patches
+
+DIFFUSION = model_names("diffusion")
+SHAPE = (300, 276)
+RATIO = 4
+STEPS = 3
+SMALL_TILE, LARGE_TILE = 128, 512
+
+
+@pytest.fixture
+def scene(make_scene):
+    return make_scene(pan_shape=SHAPE, ratio=RATIO, bands=4, seed=5)
+
+
+def _fuse(scene, weights, name, out, tile, seed=3, steps=STEPS) -> np.ndarray:
+    opts = FuseOptions(
+        method=name, weights=str(weights), device="cpu", tile=tile, patch=tile,
+        seed=seed, steps=steps, dtype="float32",
+    )  # fmt: skip
+    fuse_files(scene.pan, scene.ms, str(out), opts)
+    with rasterio.open(out) as ds:
+        return ds.read()
+
+
+def _terms(name: str) -> int:
+    """Rounding budget: every step chains the denoiser's accumulations."""
+    return STEPS * accumulation_length(small_model(name))
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_tile_128_and_512_agree_and_leave_no_seam(name, scene, tmp_path):
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    window = small_model(name).window
+    small = plan_patches(*SHAPE, window, tile=SMALL_TILE)
+    assert len(small.rows.starts) > 2 and len(small.cols.starts) > 2
+    a = _fuse(scene, weights, name, tmp_path / "a.tif", SMALL_TILE)
+    b = _fuse(scene, weights, name, tmp_path / "b.tif", LARGE_TILE)
+    assert np.isfinite(b).all()
+    assert_rounding_close(a, b, _terms(name))
+    # neighbour differences on rows/cols where patches or windows meet vs elsewhere
+    stride = window - int(small_model(name).window_ramp)
+    borders = {s - 1 for s in small.rows.starts} | {
+        s + small.rows.patch - 1 for s in small.rows.starts
+    }
+    borders |= set(range(stride - 1, SHAPE[0] - 1, stride))
+    rows = np.zeros(SHAPE[0] - 1, bool)
+    rows[[r for r in borders if 0 <= r < SHAPE[0] - 1]] = True
+    dv = np.abs(np.diff(a.astype(np.float64), axis=1))
+    assert dv[:, rows].mean() <= 1.25 * dv[:, ~rows].mean()
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_seed_gives_one_image_and_a_valid_cog(name, scene, tmp_path, capsys):
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    out = tmp_path / "cli.tif"
+    args = ["fuse", scene.pan, *scene.ms, "-m", name, "--weights", str(weights)]
+    args += ["--seed", "3", "--steps", str(STEPS), "--tile", "256", "--dtype", "float32"]
+    args += ["-q", "-o", str(out)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    with rasterio.open(out) as ds:
+        by_cli, tags = ds.read(), ds.tags()
+        assert ds.profile["tiled"] and ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert ds.crs is not None and ds.transform.a == 0.5
+    again = _fuse(scene, weights, name, tmp_path / "again.tif", 256, seed=3)
+    assert np.array_equal(by_cli, again)
+    other = _fuse(scene, weights, name, tmp_path / "other.tif", 256, seed=4)
+    assert np.mean(np.abs(other - again) > 0) > 0.5
+    assert tags["PANSHARP_SEED"] == "3" and tags["PANSHARP_SAMPLER_STEPS"] == str(STEPS)
+    assert tags["PANSHARP_SCHEDULER"].startswith("ddim cosine T=1000")
+    assert tags["PANSHARP_WINDOW"].startswith("28 ")
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_more_steps_change_the_image(name, scene, tmp_path):
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    one = _fuse(scene, weights, name, tmp_path / "1.tif", 256, steps=1)
+    three = _fuse(scene, weights, name, tmp_path / "3.tif", 256, steps=3)
+    assert not np.allclose(one, three)
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+@pytest.mark.parametrize(
+    "extra, needles",
+    [
+        (["--steps", "1001"], ["--steps 1001", "1 to 1000"]),
+        (["--adapt", "tailor"], ["--adapt"]),
+        (["--tile", "64"], ["--tile 64"]),
+    ],
+)
+def test_bad_settings_refused_in_one_line(name, extra, needles, scene, tmp_path, capsys):
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    out = tmp_path / "o.tif"
+    args = ["fuse", scene.pan, *scene.ms, "-m", name, "--weights", str(weights), *extra]
+    code, _, err = run_cli([*args, "-o", str(out)], capsys)
+    one_line_error(code, err, *needles)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_stage_one_weights_refused(name, scene, tmp_path, capsys):
+    weights = write_weights(name, tmp_path / "w1.safetensors", stage=1)
+    out = tmp_path / "o.tif"
+    args = ["fuse", scene.pan, *scene.ms, "-m", name, "--weights", str(weights), "-o", str(out)]
+    code, _, err = run_cli(args, capsys)
+    one_line_error(code, err, "stage-1", "--stage 2")
+    assert not out.exists()
