@@ -204,3 +204,17 @@ def test_ksdiff_modulation_is_the_tucker_product():
                         expect[n, o, 0, x, y] += s
     assert w.shape == (2, 5, 1, 3, 3)
     assert torch.allclose(w, expect, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_stage_one_warm_starts_from_final_weights(name, tmp_path):
+    """``--init`` with a final (stage-2) file into a stage-1 run, as the ratio-4 set
+    starts from the Landsat 8 weights: the prior's tensors are copied, nothing else."""
+    from tests.diffusion_weights import write_weights
+
+    path = write_weights(name, tmp_path / "w2.safetensors", stage=2)
+    first = initial_model(name, 4, {"stage": 1}, path)
+    assert first.stage == 1
+    full = small_model(name, stage=2).state_dict()
+    own = first.state_dict()
+    assert all(torch.equal(own[k], full[k]) for k in own)

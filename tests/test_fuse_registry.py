@@ -9,7 +9,7 @@ import rasterio
 from models.registry import REGISTRY, model_names
 from tiling.fuse import FuseOptions, fuse_files
 
-CLASSICAL = [n for n in model_names() if REGISTRY[n].info.family != "deep"]
+CLASSICAL = [n for n in model_names() if not REGISTRY[n].info.needs_weights]  # deep: own tests
 
 
 @pytest.mark.parametrize("method", CLASSICAL)

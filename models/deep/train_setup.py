@@ -66,6 +66,11 @@ def initial_model(
         except ValueError as exc:
             raise OptionError(f"--init {init}: {exc}") from None
         return model
+    if hasattr(model, "warm_start") and int(card0.kwargs.get("stage", 0)) > int(
+        model.config.get("stage", 0)
+    ):  # an earlier stage from a later one's file (ratio 4 from Landsat 8): its prior part
+        own = model.state_dict()
+        tensors = {k: v for k, v in tensors.items() if k in own}
     check_tensors(tensors, model, init, model_name)
     model.load_state_dict(tensors)
     return model
