@@ -39,14 +39,20 @@ def small_model(name: str, n_bands: int = 4, stage: int = 2, seed: int = 0) -> A
 
 
 def write_weights(
-    name: str, path: Path, n_bands: int = 4, ratio: int = 4, stage: int = 2, seed: int = 0
+    name: str,
+    path: Path,
+    n_bands: int = 4,
+    ratio: int = 4,
+    stage: int = 2,
+    seed: int = 0,
+    sensor: str = "generic",
 ) -> Path:
     """:func:`small_model` saved with a 16-bit card for a synthetic scene."""
     model = small_model(name, n_bands, stage, seed)
     card = card_for(
         model,
         name,
-        sensor="generic",
+        sensor=sensor,
         band_names=[f"b{i + 1}" for i in range(n_bands)],
         ratio=ratio,
         bit_depth=16,

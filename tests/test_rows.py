@@ -40,6 +40,11 @@ def test_row_tasks_equal_the_whole_run(method, make_scene, tmp_path, monkeypatch
     opts = dict(method=method, tile=TILE, sensor="landsat-r4", threads=1)
     if method in model_names("deep"):  # patches from the receptive field, strips of TILE rows
         opts["weights"] = str(_weights(method))
+    if method in model_names("diffusion"):  # small seeded weights, 3 sampler steps
+        from tests.diffusion_weights import write_weights
+
+        w = write_weights(method, tmp_path / "w.safetensors", sensor="landsat-r4")
+        opts.update(weights=str(w), steps=3, seed=2)
     whole, split = tmp_path / "whole.tif", tmp_path / "split.tif"
     fuse_files(s.pan, s.ms, str(whole), FuseOptions(**opts))
     fuse_files(s.pan, s.ms, str(split), FuseOptions(**opts), rows_map=_pickled_map)

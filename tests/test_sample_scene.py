@@ -38,7 +38,15 @@ def _detail_corr(fused: np.ndarray) -> float:
     return float(np.mean(cs))
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "exp"])
+# KNOWN DEFECT (issue 13, open): the shipped NODiff Landsat 8 weights write pixels of 0
+# on the sample (min 0, found at the end of session 11); strict, so the fix shows here.
+_NODIFF_ZEROS = pytest.mark.xfail(strict=True, reason="nodiff writes zero pixels (issue 13)")
+
+
+@pytest.mark.parametrize(
+    "method",
+    [pytest.param(m, marks=_NODIFF_ZEROS) if m == "nodiff" else m for m in METHODS if m != "exp"],
+)
 def test_sample_scene(tmp_path, method, exp_detail):
     out = tmp_path / "o.tif"
     fuse_files(PAN, MS, str(out), FuseOptions(method=method))
