@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.deep.common import conv
+from models.deep.nodiff import time_embedding
 
 
 class LinearCrossAttention(nn.Module):
@@ -105,16 +106,6 @@ class PLFE(nn.Module):
         pooled = F.adaptive_avg_pool2d(feats, self.tokens_side).flatten(2).transpose(1, 2)
         z = self.to_latent(pooled)  # (N, S, C_z)
         return F.layer_norm(z, z.shape[-1:])
-
-
-def time_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """(N, dim) sinusoidal embedding of the diffusion step (Vaswani et al. 2017)."""
-    half = dim // 2
-    freqs = torch.exp(
-        -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half
-    )
-    arg = t.to(torch.float32)[:, None] * freqs[None, :]
-    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=1)
 
 
 class LatentDenoiser(nn.Module):

@@ -59,8 +59,8 @@ def first_timestep(schedule: NoiseSchedule, start_alpha_bar: float | None) -> in
     step of T = 1000 (``a = 2.4e-6``), 6.4 at ``a = 0.024`` (step 899). Starting there
     from pure noise ignores the signal's share ``sqrt(a) = 0.155`` of ``x_t`` (the
     non-zero terminal SNR Lin et al. 2024 discuss), a far smaller error: NODiff's
-    Landsat 8 weights gave L1 0.0217 from step 999 and 0.0022 from step 899, 10 steps,
-    16 Wald patches.
+    Landsat 8 weights gave L1 0.0217 from step 999 and 0.0022 from step 900, 10 steps,
+    16 Wald training patches (an ad-hoc probe, not a benchmark script).
     """
     if start_alpha_bar is None:
         return schedule.T - 1
