@@ -16,11 +16,11 @@ import pytest
 import rasterio
 from affine import Affine
 
-from models.registry import model_names
+from models.registry import REGISTRY, model_names
 from tests.conftest import SHARED, needs_shared
 from tiling.fuse import FuseOptions, fuse_files
 
-CLASSICAL = [m for m in model_names() if m not in model_names("deep")]
+CLASSICAL = [m for m in model_names() if not REGISTRY[m].info.needs_weights]  # weighted: own tests
 TILES = (64, 160, 512)
 WHOLE = 4096  # larger than every scene here: one tile
 
