@@ -18,7 +18,9 @@ complete. This module holds the rules around that, shared by both COG writers
   however it dies (SIGKILL, OOM killer, power loss of a network client), and a dead
   process's pid may be reused, its lock never comes back. So the next run into the same
   folder removes exactly the temporary folders that carry pansharp's marker and whose
-  lock it can take (:func:`remove_stale`); anything else is never touched.
+  lock it can take (:func:`remove_stale`); anything else is never touched. A folder
+  still being set up (not locked yet) is named after its creator (pid, start time,
+  host); it is removed once that process is gone from this host (killed mid-setup).
 - :func:`space_error`: a write that failed because the file system is full (or a quota
   is reached) becomes one :class:`errors.OutputError` naming the folder.
 """
@@ -47,9 +49,10 @@ OUTPUT_FLAG = "-o/--output"
 LOCK_NAME = "pansharp.lock"  # inside each temporary folder, locked by its owner
 MARKER = "pansharp temporary folder"  # the lock file's first line
 _TMP = ".pansharp-tmp-"  # .OUTNAME.pansharp-tmp-XXXXXXXX: a complete, locked folder
-_NEW = ".pansharp-new-"  # .OUTNAME.pansharp-new-XXXXXXXX: being set up, never swept
+_NEW = ".pansharp-new-"  # .OUTNAME.pansharp-new-PID-START-HOST-XXXXXXXX: being set up
 _STALE_CANDIDATE = re.compile(r"^\..*\.pansharp-tmp-[a-z0-9_]+$")
-_NAME_KEEP = 200  # characters of the output's name kept in the folder's (NAME_MAX is 255)
+_NEW_CANDIDATE = re.compile(r"^\..*\.pansharp-new-(\d+)-(\d+)-([0-9a-f]{8})-[a-z0-9_]+$")
+_NAME_KEEP = 180  # characters of the output's name kept in the folder's (NAME_MAX is 255)
 
 # Folders of this process: never swept, even where flock is per process (NFS emulates it
 # with POSIX locks, which a second writer in the same process would not see as held).
@@ -315,14 +318,16 @@ def _create(dest: Path) -> tuple[Path, int]:
     """
     folder = folder_of(dest)
     stem = f".{dest.name[:_NAME_KEEP]}"
+    pid = os.getpid()
+    prefix = f"{stem}{_NEW}{pid}-{_start_time(pid) or 0}-{_host_hash()}-"
     for _ in range(100):
-        new = Path(tempfile.mkdtemp(prefix=stem + _NEW, dir=folder))
+        new = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
         fd = -1
         try:
             fd = os.open(new / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             _lock(fd, blocking=False)
             os.write(fd, _owner_record(dest).encode())
-            final = folder / (stem + _TMP + new.name[len(stem + _NEW) :])
+            final = folder / (stem + _TMP + new.name[len(prefix) :])
             try:
                 os.rename(new, final)
             except OSError as exc:
@@ -339,6 +344,14 @@ def _create(dest: Path) -> tuple[Path, int]:
             shutil.rmtree(new, ignore_errors=True)
             raise
     raise OSError(errno.EEXIST, "no free temporary folder name", str(folder))
+
+
+def _host_hash() -> str:
+    """Eight hex digits naming this host in a folder's name (a host name may be long or
+    hold characters a file name should not)."""
+    import hashlib
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _owner_record(dest: Path) -> str:
@@ -418,7 +431,7 @@ def remove_stale(folder: str | os.PathLike) -> list[Path]:
     """
     if sys.platform == "win32":  # no flock: never guess
         return []
-    removed = []
+    removed = _remove_abandoned_setups(folder)
     for path in temp_folders(folder):
         if os.path.realpath(path) in _LIVE:
             continue
@@ -438,6 +451,32 @@ def remove_stale(folder: str | os.PathLike) -> list[Path]:
             continue
         finally:
             os.close(fd)
+    return removed
+
+
+def _remove_abandoned_setups(folder: str | os.PathLike) -> list[Path]:
+    """Remove the ``.pansharp-new-`` folders whose creator (pid and start time in the
+    name) no longer runs on this host: it was killed between creating the folder and
+    locking it. Another host's, or one whose creator runs, is left alone."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        m = _NEW_CANDIDATE.match(entry.name)
+        if not m or m.group(3) != _host_hash():
+            continue
+        pid, start = int(m.group(1)), m.group(2)
+        if start == "0" or _start_time(pid) == start or os.path.realpath(entry.path) in _LIVE:
+            continue  # start unknown (no /proc): never guess; or its creator runs
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
     return removed
 
 

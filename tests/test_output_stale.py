@@ -148,3 +148,53 @@ def test_an_unlocked_folder_of_a_running_owner_is_kept(tmp_path):
     d = _fake_folder(tmp_path, os.getpid(), start)
     assert remove_stale(tmp_path) == []
     assert d.is_dir()
+
+
+def _setup_folder(folder: Path, pid: int, start: str, host: str | None = None) -> Path:
+    """A folder as a run killed between creating and locking it leaves it: no lock file
+    yet, its creator in its name."""
+    from raster.destination import _host_hash
+
+    d = folder / f".out.tif.pansharp-new-{pid}-{start}-{host or _host_hash()}-ab12cd34"
+    d.mkdir()
+    (d / "part.bin").write_bytes(b"x")
+    return d
+
+
+def test_a_folder_killed_during_setup_is_removed_once_its_creator_is_gone(tmp_path):
+    """CI found one left by a batch worker stopped mid-setup: such a folder has no lock
+    to test, so its name carries its creator, and a dead creator's folder goes."""
+    from raster.destination import _start_time
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)  # fmt: skip
+    start = _start_time(child.pid)
+    if not start:
+        child.kill()
+        pytest.skip("no /proc start times here")
+    d = _setup_folder(tmp_path, child.pid, start)
+    (tmp_path / "b").mkdir()
+    other_host = _setup_folder(tmp_path / "b", child.pid, "1", host="00000000")
+    assert remove_stale(tmp_path) == [] and d.is_dir()  # its creator still runs
+    child.communicate(b"")
+    assert remove_stale(tmp_path) == [d] and not d.exists()
+    assert remove_stale(tmp_path / "b") == [] and other_host.is_dir()  # cannot tell
+
+
+def test_a_real_setup_folder_names_its_creator(tmp_path, monkeypatch):
+    """The folder TempFolder sets up is one the sweep recognises as this process's."""
+    from raster import destination as dest
+
+    seen = []
+    real_mkdtemp = dest.tempfile.mkdtemp
+
+    def spy(prefix: str, dir: Path) -> str:
+        path = real_mkdtemp(prefix=prefix, dir=dir)
+        seen.append(Path(path).name)
+        return path
+
+    monkeypatch.setattr(dest.tempfile, "mkdtemp", spy)
+    with TempFolder(tmp_path / "out.tif"):
+        pass
+    m = dest._NEW_CANDIDATE.match(seen[0])
+    assert m and int(m.group(1)) == os.getpid() and m.group(3) == dest._host_hash()
