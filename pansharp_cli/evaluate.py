@@ -211,6 +211,12 @@ def evaluate(
         float | None,
         typer.Option("--adapt-time", help="Deep methods: adaptation time limit in seconds."),
     ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps", help="Diffusion methods: sampler steps (default: each one's).", min=1
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score methods (or existing outputs) with the toolbox protocol (Q2n, SAM, ERGAS, QNR ...)."""
@@ -307,6 +313,7 @@ def evaluate(
                     quicklook=quicklook,
                     weights=parse_weights(weights),
                     adapt=(adapt, adapt_steps, adapt_time),
+                    steps=steps,
                 )
             if failures(report):  # leave the bar with an exception: it is erased, so
                 raise _Failed(report)  # stderr holds the one error line only

@@ -23,10 +23,10 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from errors import PansharpError, QualityError, WeightsError
+from errors import OptionError, PansharpError, QualityError, WeightsError
 from models.base import FuseContext
 from models.protocol import PrepareContext, RunSettings
-from models.registry import refuse_run_options
+from models.registry import get_entry, model_names, refuse_run_options
 from physics.sensors import Sensor
 from quality.eval_degrade import UNIT_GRID, ReducedGeometry
 from quality.eval_io import Source, WindowReader, create_float_raster, file_sources, write_block
@@ -90,22 +90,30 @@ class Job:
     #: adapt_time): each adapts on the inputs its protocol gives (the degraded pair at
     #: reduced resolution, never the reference)
     adapt: tuple[str | None, int | None, float | None] = (None, None, None)
+    #: sampler steps of the diffusion methods (``--steps``; None: each one's default)
+    steps: int | None = None
 
     def settings(self, name: str) -> RunSettings:
-        return settings_for(name, self.weights, self.adapt)
+        return settings_for(name, self.weights, self.adapt, self.steps)
 
 
 def settings_for(
     name: str,
     weights: dict[str, str],
     adapt: tuple[str | None, int | None, float | None] = (None, None, None),
+    steps: int | None = None,
 ) -> RunSettings:
-    """The run settings of method ``name``: its weights, and the adaptation if it takes it."""
-    from models.registry import get_entry
-
-    takes = "adapt" in get_entry(name).info.run_options
-    mode, steps, seconds = adapt if takes else (None, None, None)
-    return RunSettings(weights=weights.get(name), adapt=mode, adapt_steps=steps, adapt_time=seconds)
+    """The run settings of method ``name``: its weights, the adaptation and the sampler
+    steps where it takes them."""
+    options = get_entry(name).info.run_options
+    mode, n, seconds = adapt if "adapt" in options else (None, None, None)
+    return RunSettings(
+        weights=weights.get(name),
+        adapt=mode,
+        adapt_steps=n,
+        adapt_time=seconds,
+        steps=steps if "steps" in options else None,
+    )
 
 
 def attempt(
@@ -137,15 +145,26 @@ def check_methods(
     bit_depth: int | None,
     weights: dict[str, str] | None,
     adapt: tuple[str | None, int | None, float | None] = (None, None, None),
+    steps: int | None = None,
 ) -> None:
     """Phase 1 of the method protocol for every method, before any work: a weights file
-    that is missing or does not fit names the fix (``--weights METHOD=FILE``)."""
+    that is missing or does not fit names the fix (``--weights METHOD=FILE``); ``--steps``
+    given while no method samples is refused."""
+    from models.registry import get_entry
+
     given = weights or {}
+    samplers = [n for n in names if "steps" in get_entry(n).info.run_options]
+    if steps is not None and not samplers:
+        takers = [n for n in model_names() if "steps" in get_entry(n).info.run_options]
+        raise OptionError(
+            f"--steps is the sampler's step count of {', '.join(takers)}; none of the "
+            "methods given (-m) samples: drop --steps or add one of them"
+        )
     for n in given:
         if n in names:
             refuse_run_options(n, ["weights"], {"weights": f"--weights {n}=FILE"})
     for n in names:
-        context = PrepareContext(ctx, sensor.name, bit_depth, settings_for(n, given, adapt))
+        context = PrepareContext(ctx, sensor.name, bit_depth, settings_for(n, given, adapt, steps))
         try:
             check(n, scene, context)
         except WeightsError as exc:
@@ -159,9 +178,14 @@ def check_methods(
 
 def with_adaptation(row: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
     """A scored row with the method's adaptation report on that protocol's inputs (mode,
-    start, steps, seconds, losses), so a reader sees what each adapted score cost."""
+    start, steps, seconds, losses), so a reader sees what each adapted score cost, and
+    the sampler steps and seed of a diffusion method (what made that score)."""
     if info.get("adaptation"):
         row["adaptation"] = info["adaptation"]
+    tags = info.get("tags", {})
+    if "PANSHARP_SAMPLER_STEPS" in tags:
+        row["steps"] = int(tags["PANSHARP_SAMPLER_STEPS"])
+        row["seed"] = int(tags["PANSHARP_SEED"])
     return row
 
 

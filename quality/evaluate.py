@@ -95,6 +95,7 @@ def evaluate_methods(
     quicklook: str | None = None,
     weights: dict[str, str] | None = None,
     adapt: tuple[str | None, int | None, float | None] = (None, None, None),
+    steps: int | None = None,
 ) -> dict[str, Any]:
     """Score ``methods`` on the PAN/MS scene with quality.md's protocols; see the module doc.
 
@@ -103,8 +104,9 @@ def evaluate_methods(
     for ungeoreferenced inputs. ``bit_depth``: PSNR/SSIM peak (default: metadata, the
     sensor's, or the data type's). ``weights``: method -> weights file for deep models.
     ``adapt``: (mode, steps, seconds) of ``--adapt`` for the deep methods, which adapt
-    on each protocol's own inputs. ``quicklook``: PNG path. Returns the issue-3 JSON
-    layout as a dict.
+    on each protocol's own inputs. ``steps``: sampler steps of the diffusion methods
+    (default: each one's; rows record ``steps`` and ``seed``). ``quicklook``: PNG path.
+    Returns the issue-3 JSON layout as a dict.
     """
     scales = scales_of(protocol)
     names = method_names(methods)
@@ -133,7 +135,7 @@ def evaluate_methods(
                 "bit depth for PSNR and SSIM (peak 2^L - 1) is unknown; give --bit-depth L"
             )
         ctx = facts.context()
-        check_methods(names, scene, ctx, sens, L, weights, adapt)
+        check_methods(names, scene, ctx, sens, L, weights, adapt, steps)
         # the rectangle that holds data in the PAN and the MS (quality.valid_area)
         win = scene.window
         origin = (int(win.row_off), int(win.col_off))
@@ -184,7 +186,7 @@ def evaluate_methods(
         previews = ReducedPreviews(geom.rows, geom.cols, names_rgb) if quicklook and geom else None
         heat: dict[str, np.ndarray] | None = {} if quicklook and fshape else None
         with workdir() as folder:
-            job = Job(sens, L, t, nthreads, folder, progress, dict(weights or {}), adapt)
+            job = Job(sens, L, t, nthreads, folder, progress, dict(weights or {}), adapt, steps)
             lr_scene = lr_ctx = None
             if geom is not None:
                 pair = degrade_scene(
