@@ -37,16 +37,11 @@ INDEXES = [
 HIGHER = {"q2n", "q", "scc", "psnr", "ssim"}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--manifest", default=str(HERE / "landsat7_test.csv"))
-    ap.add_argument("--out", help="folder for the per-crop JSON reports")
-    ap.add_argument("--threads", type=int, help="passed to pansharp evaluate")
-    args = ap.parse_args()
-
-    manifest = Path(args.manifest).resolve()
+def read_crops(manifest: Path) -> list[tuple[str, Path, Path]]:
+    """(name, PAN, MS) of every crop of a manifest (paths relative to it)."""
+    manifest = manifest.resolve()
     with manifest.open(newline="") as f:
-        crops = [
+        return [
             (
                 r["name"],
                 (manifest.parent / r["pan"]).resolve(),
@@ -54,6 +49,41 @@ def main() -> int:
             )
             for r in csv.DictReader(f)
         ]
+
+
+def evaluate_crop(
+    pan: Path,
+    ms: Path,
+    methods: list[str],
+    weights: dict[str, Path],
+    report: Path,
+    extra: list[str] | None = None,
+) -> list[dict]:
+    """``pansharp evaluate`` at reduced resolution on one Landsat 7 crop; its rows."""
+    cmd = ["pansharp", "evaluate", str(pan), str(ms), "--ratio", "2", "--sensor", "landsat7",
+           "--protocol", "reduced", "-q", "--json", str(report)]  # fmt: skip
+    for m in methods:
+        cmd += ["-m", m]
+    for m, w in weights.items():
+        cmd += ["--weights", f"{m}={w}"]
+    cmd += extra or []
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(report.read_text())["results"]
+
+
+def mean_rows(rows: list[dict], keys: list[str]) -> dict[str, float]:
+    return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--manifest", default=str(HERE / "landsat7_test.csv"))
+    ap.add_argument("--out", help="folder for the per-crop JSON reports")
+    ap.add_argument("--threads", type=int, help="passed to pansharp evaluate")
+    args = ap.parse_args()
+
+    crops = read_crops(Path(args.manifest))
     sys.path.insert(0, str(ROOT))
     from models.registry import get_entry, model_names
 
@@ -68,32 +98,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     per_method: dict[str, list[dict]] = {}
+    weights = {m: HERE / f"{m}_landsat7.safetensors" for m in deep}
+    extra = ["--threads", str(args.threads)] if args.threads else []
     for name, pan, ms in crops:
-        report = out / f"{name}.json"
-        cmd = [
-            "pansharp",
-            "evaluate",
-            str(pan),
-            str(ms),
-            "--ratio",
-            "2",
-            "--sensor",
-            "landsat7",
-            "--protocol",
-            "reduced",
-            "-q",
-            "--json",
-            str(report),
-        ]
-        for m in methods:
-            cmd += ["-m", m]
-        for m in deep:
-            cmd += ["--weights", f"{m}={HERE / f'{m}_landsat7.safetensors'}"]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        print("$", " ".join(cmd), file=sys.stderr, flush=True)
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        for r in json.loads(report.read_text())["results"]:
+        for r in evaluate_crop(pan, ms, methods, weights, out / f"{name}.json", extra):
             per_method.setdefault(r["method"], []).append(r)
 
     n = len(crops)
@@ -103,7 +111,7 @@ def main() -> int:
         if len(rows) != n:
             print(f"warning: {m} scored on {len(rows)}/{n} crops", file=sys.stderr)
         if rows:
-            means[m] = {k: sum(r[k] for r in rows) / len(rows) for k, _, _ in INDEXES}
+            means[m] = mean_rows(rows, [k for k, _, _ in INDEXES])
     best = {
         k: (max if k in HIGHER else min)(means, key=lambda m: means[m][k]) for k, _, _ in INDEXES
     }
