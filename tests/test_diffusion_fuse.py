@@ -126,3 +126,15 @@ def test_stage_one_weights_refused(name, scene, tmp_path, capsys):
     code, _, err = run_cli(args, capsys)
     one_line_error(code, err, "stage-1", "--stage 2")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_no_weights_for_the_sensor_offers_only_what_the_model_takes(name, scene, tmp_path, capsys):
+    """The refusal names --weights and pansharp train, never --adapt (refused for these
+    models: offering it sent users from one refusal to another)."""
+    out = tmp_path / "o.tif"
+    args = ["fuse", scene.pan, *scene.ms, "-m", name, "--sensor", "generic", "-o", str(out)]
+    code, _, err = run_cli(args, capsys)
+    line = one_line_error(code, err, "--weights", f"pansharp train -m {name}")
+    assert "--adapt" not in line
+    assert not out.exists()

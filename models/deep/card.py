@@ -167,18 +167,24 @@ def default_weights_path(model: str, sensor: str) -> Path:
     return WEIGHTS_DIR / f"{model}_{sensor}.safetensors"
 
 
-def find_default_weights(model: str, sensor: str) -> Path:
-    """The shipped weights for ``model`` on ``sensor``; WeightsError naming the fix if none."""
+def find_default_weights(model: str, sensor: str, adaptable: bool = True) -> Path:
+    """The shipped weights for ``model`` on ``sensor``; WeightsError naming the fix if none
+    (``--adapt`` among the fixes only for a model that takes it: ``adaptable``)."""
     p = default_weights_path(model, sensor)
     if p.is_file():
         return p
     shipped = [_shipped_text(d) for d in list_default_weights(model)]
     have = f" Shipped for {model}: {', '.join(shipped)}." if shipped else ""
+    adapt = (
+        f"adapt {model} to the scene with --adapt (from shipped weights of the same bands "
+        "and ratio, else trained on the scene itself; by default at most half the time of "
+        "the fusion, --adapt-time S bounds it), "
+        if adaptable
+        else ""
+    )
     raise WeightsError(
         f"no default weights for {model!r} on sensor {sensor!r} (looked for {p}).{have} "
-        f"Pass --weights FILE, adapt {model} to the scene with --adapt (from shipped weights "
-        "of the same bands and ratio, else trained on the scene itself; by default at most "
-        "half the time of the fusion, --adapt-time S bounds it), or make weights with "
+        f"Pass --weights FILE, {adapt}or make weights with "
         f"`pansharp train -m {model} --sensor {sensor}`."
     )
 

@@ -98,10 +98,12 @@ def fitting_weights(scene: Any, name: str, sensor_name: str, weights: str | None
     default), its card checked against the scene's bands, ratio and sensor from the
     safetensors header alone, without torch; raises naming every mismatch."""
     from models.deep.weights import check_card, read_card, resolve_weights
+    from models.registry import get_entry
 
+    adaptable = "adapt" in get_entry(name).info.run_options  # else no --adapt to offer
     if weights is None:
-        refuse_starting_point(scene, name, sensor_name)
-    path = resolve_weights(weights, name, sensor_name)
+        refuse_starting_point(scene, name, sensor_name, adaptable)
+    path = resolve_weights(weights, name, sensor_name, adaptable)
     check_card(read_card(path), path, name, scene.n_bands, scene.ratio, sensor_name)
     return Path(path)
 
@@ -117,11 +119,12 @@ def card_scale(card: Any) -> float:
 STARTING_POINT = "landsat-r4"
 
 
-def refuse_starting_point(scene: Any, name: str, sensor_name: str) -> None:
+def refuse_starting_point(scene: Any, name: str, sensor_name: str, adaptable: bool = True) -> None:
     """A 4-band ratio-4 scene of a sensor without weights of its own (GeoEye-1, IKONOS,
     WorldView, QuickBird...): the Landsat-derived ratio-4 weights exist but were not
     trained on it, and used as they are would give a plausible but wrong image; the
-    refusal names ``--adapt``, which tailors them to the scene."""
+    refusal names ``--adapt``, which tailors them to the scene (where the model takes it:
+    ``adaptable``; else only weights trained on the sensor)."""
     from models.deep.card import default_weights_path
     from physics.sensors import get_sensor
 
@@ -132,12 +135,16 @@ def refuse_starting_point(scene: Any, name: str, sensor_name: str) -> None:
         return
     if scene.n_bands != 4 or scene.ratio != 4:
         return
+    fix = (
+        "tailor it to the scene with --adapt (by default at most half the time of the "
+        "fusion itself; --adapt-time S bounds it), or "
+        if adaptable
+        else ""
+    )
     raise WeightsError(
         f"-m {name} has no weights trained on {sensor_name!r}; {start.name} (Landsat-derived, "
-        f"4 bands, ratio 4) is only a starting point for this sensor: tailor it to the scene "
-        f"with --adapt (by default at most half the time of the fusion itself; "
-        f"--adapt-time S bounds it), or pass --weights FILE with {sensor_name} weights "
-        f"(pansharp train)"
+        f"4 bands, ratio 4) is only a starting point for this sensor: {fix}pass --weights "
+        f"FILE with {sensor_name} weights (pansharp train -m {name} --sensor {sensor_name})"
     )
 
 

@@ -277,11 +277,14 @@ def load_weights(
     return model.to(device).eval(), card
 
 
-def resolve_weights(weights: Path | str | None, model_name: str, sensor: str) -> Path:
-    """``--weights FILE`` if given, else the shipped default for (model, sensor)."""
+def resolve_weights(
+    weights: Path | str | None, model_name: str, sensor: str, adaptable: bool = True
+) -> Path:
+    """``--weights FILE`` if given, else the shipped default for (model, sensor)
+    (``adaptable``: the refusal may offer ``--adapt``)."""
     if weights is not None:
         return Path(weights)
-    return find_default_weights(model_name, _sensor_key(sensor))
+    return find_default_weights(model_name, _sensor_key(sensor), adaptable)
 
 
 def card_for(model: nn.Module, model_name: str, **fields: Any) -> WeightsCard:
