@@ -42,13 +42,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.deep.common import PansharpNet, conv
+from models.deep.common import conv
 from models.deep.ksdiff_parts import PLFE, ConvNeXtBlock, LatentDenoiser
+from models.deep.staged import StagedDiffusionNet
 
-STAGES = (1, 2)
 
-
-class KSDiff(PansharpNet):
+class KSDiff(StagedDiffusionNet):
     """KSDiff; ``forward(ms_up, pan, reference=None)`` is stage 1's regression (the
     reference's latent); inference goes through :meth:`generate`."""
 
@@ -72,12 +71,8 @@ class KSDiff(PansharpNet):
         schedule: str = "cosine",
         prediction: str = "x0",
     ) -> None:
-        if prediction != self.prediction:
-            raise ValueError(f"ksdiff predicts x0 (eq. 9), got prediction={prediction!r}")
-        if int(stage) not in STAGES:
-            raise ValueError(f"ksdiff: stage must be 1 or 2, got {stage}")
-        if int(window) % 4 or not 0 < int(window_ramp) <= int(window) // 2:
-            raise ValueError("ksdiff: window must be a multiple of 4, 0 < ramp <= window / 2")
+        if int(window) % 4:
+            raise ValueError(f"ksdiff: window must be a multiple of 4, got {window}")
         ranks = tuple(int(r) for r in ranks)
         super().__init__(
             n_bands,
@@ -87,18 +82,15 @@ class KSDiff(PansharpNet):
             latent=int(latent),
             tokens_side=int(tokens_side),
             ranks=list(ranks),
-            stage=int(stage),
-            window=int(window),
-            window_ramp=int(window_ramp),
+            stage=stage,
+            window=window,
+            window_ramp=window_ramp,
             train_steps=int(train_steps),
-            T=int(T),
-            schedule=str(schedule),
-            prediction=self.prediction,
+            T=T,
+            schedule=schedule,
+            prediction=prediction,
         )
         b, c, lat = n_bands, int(width), int(latent)
-        self.stage = int(stage)
-        self.window = int(window)
-        self.window_ramp = int(window_ramp)
         self.stem = conv(b + 1, c, 3)
         self.enc = ConvNeXtBlock(c, kernel, lat, ranks)
         self.down = nn.Conv2d(c, 2 * c, 2, stride=2)
@@ -114,16 +106,6 @@ class KSDiff(PansharpNet):
                 p.requires_grad_(False)  # eq. 9-10: the stage-1 encoder is the target
             self.plfe2 = PLFE([1], b, c, lat, tokens_side=tokens_side)
             self.denoiser = LatentDenoiser(lat, int(tokens_side) ** 2)
-
-    @property
-    def fuses(self) -> bool:
-        """Stage 1 needs the reference's latent: only stage-2 weights fuse."""
-        return self.stage == 2
-
-    @property
-    def halo(self) -> int:
-        """The windowed sampler's reach: a pixel depends on the windows that hold it."""
-        return self.window
 
     def regress(self, ms_up: torch.Tensor, pan: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """PanNeXt-U with its kernels modulated by the latent ``z`` (N, S, C_z)."""
@@ -222,12 +204,3 @@ class KSDiff(PansharpNet):
         """True for the tensors stage 2 keeps frozen: PLFE_1, whose latent it learns to
         generate (the regressor trains on, jointly, eq. 10)."""
         return name.startswith("plfe1.")
-
-    def warm_start(self, tensors: dict[str, torch.Tensor]) -> list[str]:
-        """Stage-1 tensors into a stage-2 network (its PLFE_2 and denoiser are new)."""
-        own = self.state_dict()
-        bad = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
-        if bad:
-            raise ValueError(f"tensors that do not fit ksdiff: {', '.join(sorted(bad)[:5])}")
-        self.load_state_dict(tensors, strict=False)
-        return sorted(set(own) - set(tensors))

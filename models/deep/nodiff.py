@@ -69,10 +69,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.deep.common import PansharpNet, conv
+from models.deep.common import conv
+from models.deep.staged import StagedDiffusionNet
 from models.iterative.ddim import first_timestep
 
-STAGES = (1, 2)
 TARGET_STD = 0.5  # of the diffused residual X0 = g (H - L)
 
 
@@ -179,7 +179,7 @@ class Adapter(nn.Module):
         return self.out(F.gelu(self.mix(torch.cat([v, f], dim=1))))
 
 
-class NODiff(PansharpNet):
+class NODiff(StagedDiffusionNet):
     """The NODiff denoiser; ``forward(x_t, t, ms_up, pan, reference=None) -> eps_hat``.
 
     ``stage=1``: conditioned on ``reference`` (H, required); ``stage=2``: on the
@@ -209,33 +209,26 @@ class NODiff(PansharpNet):
         schedule: str = "cosine",
         prediction: str = "epsilon",
     ) -> None:
-        if prediction != self.prediction:
-            raise ValueError(f"nodiff predicts epsilon (eq. 8), got prediction={prediction!r}")
-        if int(stage) not in STAGES:
-            raise ValueError(f"nodiff: stage must be 1 or 2, got {stage}")
         if int(window) < 2 * int(modes) or int(window) % 2:
             raise ValueError(f"nodiff: window must be even and >= 2 x modes, got {window}")
-        if not 0 < int(window_ramp) <= int(window) // 2:
-            raise ValueError(f"nodiff: window_ramp must be in 1..window / 2, got {window_ramp}")
         super().__init__(
             n_bands,
             width=int(width),
             layers=int(layers),
             modes=int(modes),
-            stage=int(stage),
+            stage=stage,
             lora_rank=int(lora_rank),
             residual_gain=float(residual_gain),
             clip_sample=float(clip_sample),
             start_alpha_bar=None if start_alpha_bar is None else float(start_alpha_bar),
             aux_weight=float(aux_weight),
-            window=int(window),
-            window_ramp=int(window_ramp),
-            T=int(T),
-            schedule=str(schedule),
-            prediction=self.prediction,
+            window=window,
+            window_ramp=window_ramp,
+            T=T,
+            schedule=schedule,
+            prediction=prediction,
         )
         c, b = int(width), n_bands
-        self.stage = int(stage)
         self.width = c
         self.lift = conv(2 * b, c, 3)
         self.time_mlp = nn.Sequential(nn.Linear(c, c), nn.SiLU(), nn.Linear(c, c * layers))
@@ -255,24 +248,6 @@ class NODiff(PansharpNet):
             for layer in self.layers:
                 layer.spectral.lora_a.requires_grad_(True)
                 layer.spectral.lora_b.requires_grad_(True)
-
-    @property
-    def fuses(self) -> bool:
-        """Stage I needs the reference: only stage-II weights fuse (training validates them)."""
-        return self.stage == 2
-
-    @property
-    def window(self) -> int:
-        return int(self.config["window"])
-
-    @property
-    def window_ramp(self) -> int:
-        return int(self.config["window_ramp"])
-
-    @property
-    def halo(self) -> int:
-        """The windowed sampler's reach: a pixel depends on the windows that hold it."""
-        return self.window
 
     def pseudo_sr(
         self, ms_up: torch.Tensor, pan: torch.Tensor
@@ -369,17 +344,6 @@ class NODiff(PansharpNet):
         """True for the stage-I tensors stage II keeps frozen (all but its additions)."""
         extra = ("aux.", "to_u.", "adapters.", "gate_mlp.")
         return not name.startswith(extra) and ".lora_" not in name
-
-    def warm_start(self, tensors: dict[str, torch.Tensor]) -> list[str]:
-        """Load stage-I tensors into a stage-II network: every tensor of the file must
-        be one of this network's with the same shape; the stage-II additions keep their
-        initialisation. Returns the names that were not in the file."""
-        own = self.state_dict()
-        bad = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
-        if bad:
-            raise ValueError(f"tensors that do not fit nodiff: {', '.join(sorted(bad)[:5])}")
-        self.load_state_dict(tensors, strict=False)
-        return sorted(set(own) - set(tensors))
 
     def generate(
         self, ms_up: torch.Tensor, pan: torch.Tensor, scheduler: Any, noise: Any
