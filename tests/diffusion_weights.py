@@ -48,12 +48,17 @@ def write_weights(
     sensor: str = "generic",
 ) -> Path:
     """:func:`small_model` saved with a 16-bit card for a synthetic scene."""
-    model = small_model(name, n_bands, stage, seed)
+    return save_synthetic(path, small_model(name, n_bands, stage, seed), name, ratio, sensor)
+
+
+def save_synthetic(path: Path, model: Any, name: str, ratio: int, sensor: str) -> Path:
+    """``model`` saved as ``name``'s weights with the card of a synthetic 16-bit scene
+    (bands ``b1..bN``, DN / 65535)."""
     card = card_for(
         model,
         name,
         sensor=sensor,
-        band_names=[f"b{i + 1}" for i in range(n_bands)],
+        band_names=[f"b{i + 1}" for i in range(model.n_bands)],
         ratio=ratio,
         bit_depth=16,
         scale=SCALE,

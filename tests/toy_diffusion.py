@@ -32,7 +32,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.deep.common import PansharpNet, conv
-from models.deep.weights import card_for, save_weights
 from models.iterative.method import SamplerConfig, register_diffusion
 from models.registry import ModelInfo, unregister_model
 
@@ -40,7 +39,6 @@ TOY_NAME = "toy-diffusion"
 TOY_STEPS = 4
 TOY_ETA = 1.0  # ancestral noise at every step: the per-step positional noise is exercised
 TOY_PREDICTION = "x0"
-TOY_SCALE = 65535.0  # 16-bit card: DN / (2^16 - 1)
 TOY_LAYERS = 3  # 3x3 convolutions: per-step halo
 
 
@@ -108,18 +106,10 @@ def write_toy_weights(
     path: Path, n_bands: int = 4, ratio: int = 4, sensor: str = "generic", seed: int = 0
 ) -> Path:
     """Seeded random-init toy weights with a 16-bit card for a synthetic scene."""
+    from tests.diffusion_weights import save_synthetic
+
     torch.manual_seed(seed)
-    model = ToyDenoiser(n_bands)
-    card = card_for(
-        model,
-        TOY_NAME,
-        sensor=sensor,
-        band_names=[f"b{i + 1}" for i in range(n_bands)],
-        ratio=ratio,
-        bit_depth=16,
-        scale=TOY_SCALE,
-    )
-    return save_weights(path, model, card)
+    return save_synthetic(path, ToyDenoiser(n_bands), TOY_NAME, ratio, sensor)
 
 
 @contextmanager
