@@ -182,15 +182,13 @@ class WindowedDiffusion(DeepModel):
         return noise
 
 
-def scheduler_for(
-    card: Any, steps: int, eta: float = 0.0, config: dict[str, Any] | None = None
-) -> tuple[Any, str]:
-    """The DDIM scheduler over ``steps`` of the diffusion the card's network was
-    trained for (its ``T``, ``schedule`` and ``prediction``), and its one-line name."""
+def scheduler_for(kw: dict[str, Any], steps: int, eta: float = 0.0) -> tuple[Any, str]:
+    """The DDIM scheduler over ``steps`` of the diffusion a network was trained for
+    (its config ``kw``: ``T``, ``schedule``, ``prediction``, ``clip_sample``,
+    ``start_alpha_bar``), and its one-line name."""
     from models.iterative.ddim import DDIMScheduler
     from models.iterative.schedules import make_schedule
 
-    kw = config if config is not None else dict(card.kwargs)
     schedule = make_schedule(str(kw.get("schedule", "cosine")), int(kw.get("T", 1000)))
     prediction = str(kw.get("prediction", "epsilon"))
     clip = kw.get("clip_sample")
@@ -210,16 +208,20 @@ def scheduler_for(
 def windowed(info: ModelInfo, deep: DeepModel) -> WindowedDiffusion:
     """``deep`` (a loaded network) as a windowed diffusion model with the run's
     ``--steps`` (default: the registry's ``default_steps``)."""
-    from errors import OptionError
-
     steps = deep.settings.steps or int(info.extra["default_steps"])
-    T = int(deep.card.kwargs.get("T", 1000))
-    if not 1 <= steps <= T:
-        raise OptionError(f"--steps {steps}: give 1 to {T} (the T the weights were trained for)")
+    check_steps(steps, int(deep.card.kwargs.get("T", 1000)))
     # the network's config: the card's kwargs plus the defaults of settings newer than it
-    sched, desc = scheduler_for(deep.card, steps, config=dict(deep.model.config))
+    sched, desc = scheduler_for(dict(deep.model.config), steps)
     base = {f.name: getattr(deep, f.name) for f in dataclasses.fields(DeepModel)}
     return WindowedDiffusion(**base, scheduler=sched, describe=desc)
+
+
+def check_steps(steps: int, T: int) -> None:
+    """``--steps`` must lie in 1..T, the number of steps the weights were trained for."""
+    if not 1 <= steps <= T:
+        from errors import OptionError
+
+        raise OptionError(f"--steps {steps}: give 1 to {T} (the T the weights were trained for)")
 
 
 #: The run settings of a windowed diffusion model (no ``--adapt``: its losses are for
@@ -249,11 +251,8 @@ def check_windowed(entry: Entry, scene: Any, context: PrepareContext) -> None:
             f"that needs the reference image); fuse with stage-{final} weights: "
             f"pansharp train -m {entry.info.name} --stage {final} --init {path.name}"
         )
-    T = int(kw.get("T", 1000))
-    if s.steps is not None and not 1 <= s.steps <= T:
-        from errors import OptionError
-
-        raise OptionError(f"--steps {s.steps}: give 1 to {T} (the T the weights were trained for)")
+    if s.steps is not None:
+        check_steps(s.steps, int(kw.get("T", 1000)))
 
 
 def prepare_windowed(entry: Entry, scene: Any, context: PrepareContext) -> WindowedDiffusion:
