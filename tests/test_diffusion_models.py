@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from models.deep.common import count_params
 from models.deep.objectives import get_objective, noising
 from models.deep.train_setup import initial_model
 from models.deep.weights import card_for, save_weights
 from models.iterative.ddim import DDIMScheduler
 from models.iterative.schedules import make_schedule
-from models.registry import get_entry, model_names
+from models.registry import create_model, get_entry, model_names
 from tests.diffusion_weights import SMALL, small_model
 
 DIFFUSION = model_names("diffusion")
@@ -38,6 +39,9 @@ def test_registry_record(name):
     assert 1 <= info.extra["default_steps"] <= 1000
     model = small_model(name)
     assert info.halo(4) == type(model)(n_bands=1).window  # the registered default window
+    full = create_model(name, n_bands=4)  # the default (final) stage
+    assert info.params == sum(p.numel() for p in full.parameters())
+    assert info.extra["params_stage2_trainable"] == count_params(full) < info.params
 
 
 def _batch(n_bands: int, n: int = 2, seed: int = 0):

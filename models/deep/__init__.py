@@ -218,13 +218,14 @@ def _register_diffusion() -> None:
             halo=lambda ratio: 64,  # the sampler's window (NODiff.window)
             normalisation=NORMALISATION,
             licence=LICENCE,
-            params=0,
+            params=3_180_544,  # all of the stage-2 network, 4 bands (the frozen prior too)
             extra={
                 **common,
                 "default_steps": 10,
+                "params_stage2_trainable": 514_284,
                 "notes": (
-                    "8 FNO layers, 12 modes, width 32; epsilon prediction, cosine T=1000; "
-                    "sampled on 64-pixel grid windows, Hann-blended"
+                    "8 FNO layers, 12 modes, width 24; epsilon prediction, cosine T=1000; "
+                    "sampled on 64-pixel grid windows blended over 16-pixel ramps"
                 ),
             },
         ),
@@ -240,11 +241,12 @@ def _register_diffusion() -> None:
             halo=lambda ratio: 64,  # the sampler's window (KSDiff.window)
             normalisation=NORMALISATION,
             licence=LICENCE,
-            params=0,
+            params=409_400,  # all of the stage-2 network, 4 bands (the frozen PLFE_1 too)
             extra={
                 **common,
                 "weights_finder": _weights_finder("ksdiff"),
                 "default_steps": 10,
+                "params_stage2_trainable": 272_664,
                 "notes": (
                     "PanNeXt-U width 32 with 4 modulated 7x7 ConvNeXt blocks, 16 latent "
                     "tokens of 32, Tucker ranks (1, 4, 2, 2); x0 prediction, cosine T=1000; "
