@@ -231,6 +231,8 @@ def test_default_weights_lookup(tmp_path, monkeypatch):
     names = ["blue", "green", "red", "nir", "swir1", "swir2"]
     card = _card(model, "pnn", sensor="landsat7", band_names=names, bit_depth=8, scale=255.0)
     save_weights(tmp_path / "pnn_landsat7.safetensors", model, card)
+    for leftover in ("pnn_landsat8.stage1", "pnn_landsat8.ckpt", "pnn_landsat8.ckpt.optim"):
+        save_weights(tmp_path / f"{leftover}.safetensors", model, card)  # a training run's
     assert resolve_weights(None, "pnn", "landsat-7") == tmp_path / "pnn_landsat7.safetensors"
     assert resolve_weights("x.safetensors", "pnn", "landsat7") == Path("x.safetensors")
     listed = list_default_weights()

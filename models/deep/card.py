@@ -200,13 +200,18 @@ def list_default_weights(model: str | None = None) -> list[dict[str, Any]]:
     """Shipped weights (optionally of one model): model, sensor, bands, ratio, path.
 
     Torch-free (reads headers only), so ``pansharp models`` can list them cheaply; a
-    broken file is listed with its error instead of hiding the others.
+    broken file is listed with its error instead of hiding the others. Only names of
+    the form ``MODEL_SENSOR.safetensors`` are shipped weights: a training run's
+    checkpoints and stage-1 priors beside them (``MODEL_SENSOR.stage1.safetensors``,
+    ``.ckpt.``) are not.
     """
     out: list[dict[str, Any]] = []
     if not WEIGHTS_DIR.is_dir():
         return out
     pattern = f"{model}_*.safetensors" if model else "*.safetensors"
     for p in sorted(WEIGHTS_DIR.glob(pattern)):
+        if "." in p.stem:
+            continue
         try:
             card = read_card(p)
         except WeightsError as exc:
