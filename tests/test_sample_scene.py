@@ -38,8 +38,12 @@ def _detail_corr(fused: np.ndarray) -> float:
     return float(np.mean(cs))
 
 
-# KNOWN DEFECT (issue 13, open): the shipped NODiff Landsat 8 weights write pixels of 0
-# on the sample (min 0, found at the end of session 11); strict, so the fix shows here.
+# KNOWN DEFECT (issue 13, open): the shipped NODiff Landsat 8 weights write a pixel of 0
+# on the sample: the NIR of a dark pond (row 87, col 575; 5143 DN in the MS) comes out
+# at -51 DN in float32, i.e. interpolation minus 8 / g, the sampler's x0 clip, at every
+# step count from 1 to 20; its pseudo-SR U alone gives -78 there. NODiff's full-scale
+# detail is too strong (NIR std of fused - EXP: 552 DN, FusionNet 231, KSDiff 210) while
+# its reduced-scale scores are the best (Q2n 0.923). Strict, so the fix shows here.
 _NODIFF_ZEROS = pytest.mark.xfail(strict=True, reason="nodiff writes zero pixels (issue 13)")
 
 
