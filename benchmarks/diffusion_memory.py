@@ -7,10 +7,10 @@ with the scene's height; the issue asks for the peak RSS at 2000^2 and 4000^2.
 Each model fuses synthetic Landsat-8-like scenes (``deep_models.landsat8_truth``, 4
 bands, ratio 2, uint16, its shipped ``<model>_landsat8.safetensors``) of every
 ``--sizes`` side, each run a subprocess measured by ``measure.run_measured`` (peak RSS
-from the child's own ``wait4``). The sampler's step count changes the time, not the
-memory (every step reuses the window batch's buffers), so the large scenes run at
-``--steps 1`` (default) to stay affordable on a CPU; ``--check-size`` adds one scene
-fused at both 1 step and the default, whose two peaks show that claim on this machine.
+from the child's own ``wait4``). The large scenes run at ``--steps 1`` (default) to stay
+affordable on a CPU, which understates the peak: ``--check-size`` adds one scene fused
+at both 1 step and the default, whose two peaks say by how much on this machine (the
+README gives the measured figures).
 
     python benchmarks/diffusion_memory.py [--sizes 2000 4000] [--steps 1] [--json F]
 """
