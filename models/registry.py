@@ -148,6 +148,11 @@ def prepare_method(name: str, scene: Any, context: Any) -> Any:
     return entry.prepare(entry, scene, context)
 
 
+def methods_taking(*options: str) -> list[str]:
+    """The registered methods whose run settings include every one of ``options``."""
+    return [n for n in model_names() if all(o in REGISTRY[n].info.run_options for o in options)]
+
+
 def refuse_run_options(name: str, given: list[str], flags: dict[str, str]) -> None:
     """Refuse run settings (``given``: RunSettings field names typed by the user) that
     method ``name`` does not use, naming each flag (``flags``: field -> CLI flag)."""
@@ -163,7 +168,7 @@ def refuse_run_options(name: str, given: list[str], flags: dict[str, str]) -> No
         else (f"{', '.join(typed[:-1])} and {typed[-1]} are not options")
     )
     which = "" if "weights" in info.run_options else ", which takes no weights"
-    users = [n for n in model_names() if all(g in REGISTRY[n].info.run_options for g in unused)]
+    users = methods_taking(*unused)
     hint = f", or choose a method that takes {'it' if one else 'them'} ({', '.join(users)})"
     raise OptionError(
         f"{what} of -m {info.name}{which}: drop {typed[0] if one else 'them'}"

@@ -26,7 +26,7 @@ from affine import Affine
 from errors import OptionError, PansharpError, QualityError, WeightsError
 from models.base import FuseContext
 from models.protocol import PrepareContext, RunSettings
-from models.registry import get_entry, model_names, refuse_run_options
+from models.registry import get_entry, methods_taking, refuse_run_options
 from physics.sensors import Sensor
 from quality.eval_degrade import UNIT_GRID, ReducedGeometry
 from quality.eval_io import Source, WindowReader, create_float_raster, file_sources, write_block
@@ -150,12 +150,9 @@ def check_methods(
     """Phase 1 of the method protocol for every method, before any work: a weights file
     that is missing or does not fit names the fix (``--weights METHOD=FILE``); ``--steps``
     given while no method samples is refused."""
-    from models.registry import get_entry
-
     given = weights or {}
-    samplers = [n for n in names if "steps" in get_entry(n).info.run_options]
-    if steps is not None and not samplers:
-        takers = [n for n in model_names() if "steps" in get_entry(n).info.run_options]
+    takers = methods_taking("steps")
+    if steps is not None and not set(names) & set(takers):
         raise OptionError(
             f"--steps is the sampler's step count of {', '.join(takers)}; none of the "
             "methods given (-m) samples: drop --steps or add one of them"

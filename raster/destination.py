@@ -463,9 +463,10 @@ def _remove_abandoned_setups(folder: str | os.PathLike) -> list[Path]:
     except OSError:
         return []
     removed = []
+    host = _host_hash()
     for entry in entries:
         m = _NEW_CANDIDATE.match(entry.name)
-        if not m or m.group(3) != _host_hash():
+        if not m or m.group(3) != host:
             continue
         pid, start = int(m.group(1)), m.group(2)
         if start == "0" or _start_time(pid) == start or os.path.realpath(entry.path) in _LIVE:

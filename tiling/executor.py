@@ -161,7 +161,7 @@ def execute(
             rows,
         )  # fmt: skip
     adaptation = getattr(prepared, "report", None)  # --adapt's report, when it adapted
-    info = {**info, "tags": prepared.tags()}
+    info["tags"] = prepared.tags()  # what made the image (weights, steps, seed...)
     return {**info, "adaptation": adaptation} if adaptation else info
 
 
