@@ -127,8 +127,7 @@ class WindowedDiffusion(DeepModel):
         (the patch's outer margin, which the engine drops)."""
         import torch
 
-        win = self.window
-        ramp = int(getattr(self.model, "window_ramp", win // 2))
+        win, ramp = self.window, self.ramp
         stride = win - ramp
         w1 = blend_weights(win, ramp)
         w2 = np.outer(w1, w1).astype(np.float32)
