@@ -126,14 +126,12 @@ class DiffusionLoss:
 
 
 def noising(model: Any) -> Any:
-    """The forward process of ``model``'s diffusion (a one-step DDIM scheduler: only its
-    ``add_noise`` and schedule are used in training)."""
-    from models.iterative.ddim import DDIMScheduler
-    from models.iterative.schedules import make_schedule
+    """The forward process of ``model``'s diffusion: the scheduler sampling would build
+    from its config (:func:`models.iterative.windowed.scheduler_for`), at one step; only
+    its ``add_noise`` and schedule are used in training."""
+    from models.iterative.windowed import scheduler_for
 
-    cfg = model.config
-    schedule = make_schedule(str(cfg.get("schedule", "cosine")), int(cfg.get("T", 1000)))
-    return DDIMScheduler(schedule, 1, prediction=str(cfg.get("prediction", "epsilon")))
+    return scheduler_for(dict(model.config), 1)[0]
 
 
 #: name -> factory. ``--objective`` reads this; new objectives register here.

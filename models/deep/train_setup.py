@@ -55,9 +55,10 @@ def initial_model(
         )
     model = create_model(model_name, **{**card0.kwargs, **kwargs, "n_bands": n_bands})
     tensors, _ = load_state(init)
-    if hasattr(model, "warm_start") and int(card0.kwargs.get("stage", 0)) < int(
-        model.config.get("stage", 0)
-    ):  # a later stage from an earlier one: its own additions keep their initialisation
+    staged = hasattr(model, "warm_start")
+    from_stage, to_stage = int(card0.kwargs.get("stage", 0)), int(model.config.get("stage", 0))
+    if staged and from_stage < to_stage:
+        # a later stage from an earlier one: its own additions keep their initialisation
         for name, t in tensors.items():
             if not torch.isfinite(t).all():
                 raise OptionError(f"--init {init}: tensor {name} holds NaN or Inf")
@@ -66,9 +67,8 @@ def initial_model(
         except ValueError as exc:
             raise OptionError(f"--init {init}: {exc}") from None
         return model
-    if hasattr(model, "warm_start") and int(card0.kwargs.get("stage", 0)) > int(
-        model.config.get("stage", 0)
-    ):  # an earlier stage from a later one's file (ratio 4 from Landsat 8): its prior part
+    if staged and from_stage > to_stage:
+        # an earlier stage from a later one's file (ratio 4 from Landsat 8): its prior part
         own = model.state_dict()
         tensors = {k: v for k, v in tensors.items() if k in own}
     check_tensors(tensors, model, init, model_name)
