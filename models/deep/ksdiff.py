@@ -62,6 +62,7 @@ class KSDiff(StagedDiffusionNet):
         kernel: int = 7,
         latent: int = 32,
         tokens_side: int = 4,
+        latent_norm: str = "batch",
         ranks: tuple[int, int, int, int] | list[int] = (1, 4, 2, 2),
         stage: int = 2,
         window: int = 64,
@@ -81,6 +82,7 @@ class KSDiff(StagedDiffusionNet):
             kernel=int(kernel),
             latent=int(latent),
             tokens_side=int(tokens_side),
+            latent_norm=str(latent_norm),
             ranks=list(ranks),
             stage=stage,
             window=window,
@@ -100,12 +102,21 @@ class KSDiff(StagedDiffusionNet):
         self.up = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
         self.dec = ConvNeXtBlock(c, kernel, lat, ranks)
         self.head = conv(c, b, 3)
-        self.plfe1 = PLFE([1, b], b, c, lat, tokens_side=tokens_side)
+        self.plfe1 = PLFE([1, b], b, c, lat, tokens_side=tokens_side, norm=latent_norm)
         if self.stage == 2:
             for p in self.plfe1.parameters():
                 p.requires_grad_(False)  # eq. 9-10: the stage-1 encoder is the target
-            self.plfe2 = PLFE([1], b, c, lat, tokens_side=tokens_side)
+            self.plfe1.eval()  # its running statistics too (see train)
+            self.plfe2 = PLFE([1], b, c, lat, tokens_side=tokens_side, norm=latent_norm)
             self.denoiser = LatentDenoiser(lat, int(tokens_side) ** 2)
+
+    def train(self, mode: bool = True) -> KSDiff:
+        """Stage 2 keeps PLFE_1 in evaluation mode: it is frozen, running statistics
+        included, so the latent it gives (the denoiser's target) does not move."""
+        super().train(mode)
+        if self.stage == 2:
+            self.plfe1.eval()
+        return self
 
     def regress(self, ms_up: torch.Tensor, pan: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """PanNeXt-U with its kernels modulated by the latent ``z`` (N, S, C_z)."""

@@ -19,6 +19,45 @@ from models.deep.common import conv
 from models.deep.nodiff import time_embedding
 
 
+LATENT_NORMS = ("batch", "layer")
+
+
+class LatentStandardise(nn.Module):
+    """``(z - mu) / sqrt(var + 1e-5)`` per feature, ``mu`` and ``var`` taken across the
+    batch's windows while training and from running averages otherwise: batch
+    normalisation without the affine (Ioffe & Szegedy 2015, Alg. 1).
+
+    Why: the latent must describe its window, so each entry is standardised across
+    windows, not across one token's channels. The running averages start as the plain
+    mean of the batches seen (``count`` of them) and move to an exponential average of
+    ``momentum`` 0.1 after ten, so a small spread is not held at the initial unit
+    variance for hundreds of steps. A batch of one window has no spread to measure and
+    uses the running averages. Statistics are taken in float32 whatever the autocast.
+    """
+
+    def __init__(self, features: int, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.momentum = float(momentum)
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+        self.register_buffer("count", torch.zeros(()))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = z.float()
+        if self.training and x.shape[0] > 1:
+            mean = x.mean(dim=0)
+            var = x.var(dim=0, unbiased=False)
+            with torch.no_grad():
+                n = x.shape[0]
+                m = max(self.momentum, 1.0 / (float(self.count) + 1.0))
+                self.running_mean.mul_(1 - m).add_(m * mean.detach())
+                self.running_var.mul_(1 - m).add_(m * var.detach() * n / (n - 1))
+                self.count.add_(1)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return ((x - mean) * torch.rsqrt(var + 1e-5)).to(z.dtype)
+
+
 class LinearCrossAttention(nn.Module):
     """Eq. 1, efficient attention (Shen et al. WACV 2021) across two feature maps.
 
@@ -69,9 +108,18 @@ class PLFE(nn.Module):
     branch) over ``stages`` pyramid stages: a guided stage, then a stride-2 convolution
     of the branch and a bilinear halving of the guide. The last features of the
     branches are concatenated, pooled to a ``tokens_side`` x ``tokens_side`` grid (``S``
-    tokens) and projected to ``C_z``, then layer-normalised (no affine), so the latent
-    diffusion works on unit-scale values. Choices (paper silent): 2 stages, 3x3 stems,
-    4 x 4 = 16 tokens.
+    tokens) and projected to ``C_z``, then standardised so the latent diffusion works on
+    unit-scale values. Choices (paper silent): 2 stages, 3x3 stems, 4 x 4 = 16 tokens.
+
+    ``norm`` names how the latent is made to describe its window. ``"layer"`` (the first
+    shipped files) layer-normalised each token over its channels: input-independent
+    terms (biases, zero padding) then set the latent, since the inputs, in DN / 255,
+    differ between windows by a few hundredths: its spread across windows was 0.0067 at
+    initialisation and training never made it depend on the image
+    (``models/deep/weights/ksdiff_latent_spread.py``). ``"batch"`` (the default) first
+    expresses every input in units of the window's PAN contrast
+    (:func:`window_standardised`), so the features vary with the content at unit scale,
+    and standardises each latent entry across windows (:class:`LatentStandardise`).
     """
 
     def __init__(
@@ -82,8 +130,11 @@ class PLFE(nn.Module):
         latent: int,
         stages: int = 2,
         tokens_side: int = 4,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
+        if norm not in LATENT_NORMS:
+            raise ValueError(f"latent_norm must be one of {', '.join(LATENT_NORMS)}, got {norm!r}")
         self.stems = nn.ModuleList(conv(c, dim, 3) for c in in_channels)
         self.guide_stem = conv(guide_channels, dim, 3)
         self.stages = nn.ModuleList(
@@ -95,8 +146,18 @@ class PLFE(nn.Module):
         )
         self.tokens_side = int(tokens_side)
         self.to_latent = nn.Linear(dim * len(in_channels), latent)
+        self.norm = LatentStandardise(self.tokens_side**2 * latent) if norm == "batch" else None
 
     def forward(self, inputs: list[torch.Tensor], guide: torch.Tensor) -> torch.Tensor:
+        z = self.raw_latent(inputs, guide)
+        if self.norm is None:
+            return F.layer_norm(z, z.shape[-1:])
+        return self.norm(z.flatten(1)).view(z.shape)
+
+    def raw_latent(self, inputs: list[torch.Tensor], guide: torch.Tensor) -> torch.Tensor:
+        """The tokens before the final standardisation (N, S, C_z)."""
+        if self.norm is not None:
+            inputs, guide = window_standardised(inputs, guide)
         xs = [F.gelu(stem(x)) for stem, x in zip(self.stems, inputs, strict=True)]
         y = F.gelu(self.guide_stem(guide))
         for stage, down in zip(self.stages, self.down, strict=True):
@@ -104,8 +165,30 @@ class PLFE(nn.Module):
             y = F.interpolate(y, size=xs[0].shape[-2:], mode="bilinear", align_corners=False)
         feats = torch.cat(xs, dim=1)
         pooled = F.adaptive_avg_pool2d(feats, self.tokens_side).flatten(2).transpose(1, 2)
-        z = self.to_latent(pooled)  # (N, S, C_z)
-        return F.layer_norm(z, z.shape[-1:])
+        return self.to_latent(pooled)
+
+
+def window_standardised(
+    inputs: list[torch.Tensor], guide: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Every image of a window as ``(x - mu) / s``, with ``mu`` and ``s`` the mean and
+    standard deviation of the window's PAN (``inputs[0]``), the same for all images.
+
+    Why one pair for all: the PAN-relative band levels and the guide's detail over the
+    inputs (what the kernels should adapt to) survive, while the scene's brightness and
+    the container's scale (DN / 255 or DN / 65535) do not set the features. ``s`` is at
+    least ``0.01 |mu| + 1e-4``: a PAN flatter than 1 % of its level (water) is not
+    stretched into its quantisation noise.
+    """
+    pan = inputs[0].float()
+    mu = pan.mean(dim=(1, 2, 3), keepdim=True)
+    s = pan.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+    s = torch.maximum(s, 0.01 * mu.abs() + 1e-4)
+
+    def scaled(x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() - mu) / s).to(x.dtype)
+
+    return [scaled(x) for x in inputs], scaled(guide)
 
 
 class LatentDenoiser(nn.Module):

@@ -5,7 +5,9 @@ The kernel modulation can only adapt a window's kernels if the latent differs be
 windows. On 9 non-overlapping 64 x 64 windows of a Landsat 7 crop (the top-left 192^2
 of the PAN, the MS upsampled bicubically, DN / 255), this prints the standard deviation
 of PLFE_1's latent within a window and across the windows (mean over latent entries),
-for a randomly initialised stage-1 network (seed 0) and for a weights file; for a
+for randomly initialised stage-1 networks (seed 0) of both ``latent_norm`` variants,
+before the final normalisation (with ``"batch"`` the standardisation then scales the
+spread across windows to one), and for a weights file; for a
 stage-2 file also the latent its sampler draws at 10 steps and how far the fused
 windows move when the latent is replaced by zeros (DN). The MS stands in for the
 reference H in PLFE_1 (the crop has no reference at this scale).
@@ -50,10 +52,15 @@ def main() -> int:
     def spread(z: torch.Tensor) -> str:
         return f"within {z.std().item():.4f}, across windows {z.std(0).mean().item():.4f}"
 
-    torch.manual_seed(0)
-    fresh = create_model("ksdiff", n_bands=ms.shape[0], stage=1).eval()
     with torch.inference_mode():
-        print("random init, PLFE_1:", spread(fresh.reference_latent(ms_w, pan_w, ms_w)))
+        for norm in ("layer", "batch"):
+            torch.manual_seed(0)
+            fresh = create_model("ksdiff", n_bands=ms.shape[0], stage=1, latent_norm=norm)
+            plfe = fresh.eval().plfe1
+            raw = plfe.raw_latent([pan_w, ms_w], ms_w)
+            print(f"random init, latent_norm={norm}, PLFE_1 before its norm:", spread(raw))
+            if norm == "layer":
+                print("  after the layer norm:", spread(plfe([pan_w, ms_w], ms_w)))
         net, _ = load_weights(args.weights, "ksdiff", ms.shape[0], 2, "landsat7")
         print(
             f"{Path(args.weights).name}, PLFE_1:", spread(net.reference_latent(ms_w, pan_w, ms_w))
