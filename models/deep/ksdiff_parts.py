@@ -18,7 +18,6 @@ from torch.nn import functional as F
 from models.deep.common import conv
 from models.deep.nodiff import time_embedding
 
-
 LATENT_NORMS = ("batch", "layer")
 
 
