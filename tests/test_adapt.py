@@ -63,3 +63,33 @@ def test_each_mode_lowers_the_loss_and_touches_what_it_says(mode, make_scene):
     else:
         assert moved > 0.5 * total
     assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_default_budget_times_the_patches_the_fuse_runs(make_scene):
+    """The budget's estimate runs the network on the fuse's own patch plan (side capped
+    under the mmap ceiling on the CPU, one patch per batch) and counts its batches."""
+    from models.deep.adapt_prepare import _fusion_seconds
+    from models.deep.method import network_model
+    from models.protocol import RunSettings
+    from models.registry import get_entry
+    from tiling.blended import patch_plan
+
+    scene, ctx = _scene(make_scene)
+    patches = read_patches(scene, ctx, 4095.0, n=4, patch=64)
+    path = default_weights_path("fusionnet", "landsat-r4")
+    model, card = load_weights(path, "fusionnet", 4, 4, "landsat-r4")
+    settings = RunSettings(tile=96)
+    device = torch.device("cpu")
+    info = get_entry("fusionnet").info
+    spec = network_model(info, model, card, path, device, 4, settings).spec
+    plan, batch = patch_plan(scene, spec, settings, device)
+    assert plan.count > 1
+    seen = []
+
+    def counting(ms_up, pan):
+        seen.append(tuple(ms_up.shape))
+        return model(ms_up, pan)
+
+    seconds = _fusion_seconds(counting, patches, scene, device, spec, settings)
+    assert seen == [(batch, 4, *plan.shape)] * 2  # the second pass is the one timed
+    assert seconds > 0

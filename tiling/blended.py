@@ -370,6 +370,41 @@ def _lower_priority(nice: int = 5) -> None:
         pass
 
 
+def patch_plan(
+    scene: Scene, spec: Any, settings: RunSettings, device: Any
+) -> tuple[PatchPlan, int]:
+    """(patch plan, patches per batch) of a blended run: what :func:`run_blended` runs,
+    and what an estimate of its compute time (``--adapt``'s default budget) must time.
+
+    On the CPU, without ``--tile``, the patch side is capped so that the largest map
+    stays under glibc's mmap ceiling (:func:`tiling.patches.cpu_patch_cap`), once freed
+    activations are kept in the heap (:func:`tiling.allocator.keep_freed_memory`, set
+    here as the run would), and such patches go one at a time.
+    """
+    on_cpu = device is None or device.type == "cpu"
+    h, w = scene.out_shape
+    cap = None
+    if on_cpu and spec.map_bytes_per_pixel and settings.tile is None:
+        from tiling.allocator import keep_freed_memory
+
+        if keep_freed_memory():
+            overlap = settings.overlap
+            if overlap is None:
+                overlap = default_overlap(spec.halo, spec.global_context)
+            cap = cpu_patch_cap(spec.map_bytes_per_pixel, int(overlap))
+    lattice = math.lcm(scene.ratio if spec.ratio_aligned else 1, max(1, int(spec.lattice)))
+    phase = sample_phase(scene) if spec.ratio_aligned else (0, 0)
+    plan = plan_patches(
+        h, w, spec.halo, settings.tile, settings.overlap, spec.global_context, cap,
+        align=lattice, phase=phase,
+    )  # fmt: skip
+    if cap is not None and not settings.batch_size:
+        batch = 1  # stacked patches would be one activation above the mmap ceiling again
+    else:
+        batch = settings.batch_size or batch_for_memory(spec.bytes_per_pixel, device, plan.shape)
+    return plan, max(1, min(batch, plan.count))
+
+
 def run_blended(
     scene: Scene,
     prepared: Prepared,
@@ -400,24 +435,7 @@ def run_blended(
     device = prepared.device
     on_cpu = device is None or device.type == "cpu"
     h, w = scene.out_shape
-    cap = None
-    if on_cpu and spec.map_bytes_per_pixel and s.tile is None:
-        from tiling.allocator import keep_freed_memory
-
-        if keep_freed_memory():
-            overlap = s.overlap
-            if overlap is None:
-                overlap = default_overlap(spec.halo, spec.global_context)
-            cap = cpu_patch_cap(spec.map_bytes_per_pixel, int(overlap))
-    lattice = math.lcm(scene.ratio if spec.ratio_aligned else 1, max(1, int(spec.lattice)))
-    phase = sample_phase(scene) if spec.ratio_aligned else (0, 0)
-    plan = plan_patches(
-        h, w, spec.halo, s.tile, s.overlap, spec.global_context, cap, align=lattice, phase=phase
-    )
-    if cap is not None and not s.batch_size:
-        batch = 1  # stacked patches would be one activation above the mmap ceiling again
-    else:
-        batch = s.batch_size or batch_for_memory(spec.bytes_per_pixel, device, plan.shape)
+    plan, batch = patch_plan(scene, spec, s, device)
     keep = None
     if rows is not None:
         from tiling.executor import check_rows

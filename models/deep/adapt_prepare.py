@@ -13,9 +13,10 @@ Starting point (:func:`starting_point`), reported in the summary, the JSON and t
 The network is normalised by the *scene's* bit depth (the adapted card says so), then
 adapted once on the scene's windows (:mod:`models.deep.adapt`). Default budget, when
 neither ``--adapt-steps`` nor ``--adapt-time`` is given: at most half the fusion time
-of the scene on this device, ``BUDGET_SHARE * t_px * H * W * OVERLAP_FACTOR`` less the
-time already spent reading the windows, with ``t_px`` the measured time per pixel of a
-forward pass at fusion's patch size (:func:`_fusion_seconds`; at least one step).
+of the scene on this device, ``BUDGET_SHARE`` of the estimated compute time of the
+fusion (one batch of the run's own patch plan timed, times the number of batches,
+:func:`_fusion_seconds`) less the time already spent reading the windows; at least one
+step.
 ``--save-adapted FILE`` writes the adapted network with a card (source weights,
 scene, losses, steps, time) that ``--weights`` accepts later.
 """
@@ -30,13 +31,10 @@ from typing import Any
 from errors import OptionError
 from models.deep.method import STARTING_POINT
 
-#: blended patches overlap: the fusion runs the network over this many times the pixels
-OVERLAP_FACTOR = 1.15
 # of the estimated fusion time: 0.4, not 0.5, leaves room for what follows the budget
 # (the final loss pass, the last step's overrun): at 0.5 FusionNet's adaptation of a
 # 4000^2 scene took 12.0 s for a 9.5 s budget, 0.64 x the 18.8 s fuse run
 BUDGET_SHARE = 0.4
-FUSE_PATCH = 512  # the side the budget's forward pass is timed at (tiling.patches)
 MIN_BUDGET_S = 1e-3  # a budget already spent still runs one step
 
 
@@ -70,7 +68,7 @@ def prepare_adapted(
     from models.deep.adapt import adapt_network, check_mode, read_patches
     from models.deep.adapt_losses import structural_weight
     from models.deep.card import WeightsCard
-    from models.deep.method import card_scale, scene_histograms
+    from models.deep.method import card_scale, network_model, scene_histograms
     from models.deep.train_setup import physics_kwargs
     from models.deep.weights import load_weights, save_weights
     from models.registry import create_model
@@ -102,7 +100,8 @@ def prepare_adapted(
     patches = read_patches(scene, context.fuse, card_scale(card), seed=s.seed)
     steps, limit, budget = s.adapt_steps, s.adapt_time, "given"
     if steps is None and limit is None:
-        fusion = _fusion_seconds(model, patches, scene, device)
+        spec = network_model(info, model, card, path or Path("-"), device, scene.ratio, s).spec
+        fusion = _fusion_seconds(model, patches, scene, device, spec, s)
         spent = time.monotonic() - t0  # reading the windows, timing the estimate
         limit = max(MIN_BUDGET_S, BUDGET_SHARE * fusion - spent)
         budget = "half the fusion"
@@ -139,34 +138,40 @@ def prepare_adapted(
     return model, card, out, report
 
 
-def _fusion_seconds(model: Any, patches: Any, scene: Any, device: Any) -> float:
-    """The estimated compute time of fusing the scene, ``t_px * H * W * OVERLAP_FACTOR``;
-    the budget is ``BUDGET_SHARE`` of it less what adaptation has already spent
-    (reading its windows, this estimate).
+def _fusion_seconds(
+    model: Any, patches: Any, scene: Any, device: Any, spec: Any, settings: Any
+) -> float:
+    """The estimated compute time of fusing the scene: one batch of the run's own patch
+    plan (:func:`tiling.blended.patch_plan`: the patch side and batch the fuse will use,
+    the adaptation windows tiled to fill it) timed on the second of two passes, times
+    the number of batches.
 
-    ``t_px`` is timed on one patch of the size fusion runs (``FUSE_PATCH``, or the
-    scene's side if smaller; the adaptation windows tiled to fill it), on the second of
-    two passes: the first pays the first allocation of its maps (0.99 s against 0.29 s
-    for FusionNet at 512^2 here), and small windows cost more per pixel than fusion's
-    large patches (measured at 4000^2 with FusionNet: an estimate of 104 s
-    from the windows against 19 s for the whole fuse run), which let adaptation take
-    2.9 x the inference time instead of at most half of it.
+    Why the run's plan: on the CPU the fuse caps its patches under glibc's mmap ceiling
+    (FusionNet: 496 pixels), where freed maps are reused; a forward pass timed at 512
+    pixels paid fresh pages on every pass and made the estimate 1.6 x the real fusion
+    time (adaptation 0.69 x inference instead of at most half). The first pass pays the
+    first allocation of the maps (0.99 s against 0.29 s for FusionNet at 512^2), and
+    the small adaptation windows cost more per pixel than fusion's patches (an estimate
+    of 104 s against 19 s for a 4000^2 fuse run), so neither is timed.
     """
     import numpy as np
     import torch
 
-    def tiled(a: np.ndarray, side: int) -> np.ndarray:
-        reps = (1, 1, -(-side // a.shape[-2]), -(-side // a.shape[-1]))
-        return np.ascontiguousarray(np.tile(a[:1], reps)[..., :side, :side])
+    from tiling.blended import patch_plan
 
-    h, w = scene.out_shape
-    side = max(8, min(FUSE_PATCH, h, w))
+    plan, batch = patch_plan(scene, spec, settings, device)
+    ph, pw = plan.shape
+
+    def tiled(a: np.ndarray) -> np.ndarray:
+        reps = (batch, 1, -(-ph // a.shape[-2]), -(-pw // a.shape[-1]))
+        return np.ascontiguousarray(np.tile(a[:1], reps)[..., :ph, :pw])
+
     lowres = getattr(model, "needs_lowres", False)
-    x = torch.from_numpy(tiled(patches.ms_up, side)).to(device)
-    p = torch.from_numpy(tiled(patches.pan, side)).to(device)
+    x = torch.from_numpy(tiled(patches.ms_up)).to(device)
+    p = torch.from_numpy(tiled(patches.pan)).to(device)
     with torch.inference_mode():
         for _ in range(2):  # the first pass pays the maps' first allocation: 3.4 x slower
             t0 = time.perf_counter()
             model(x, p, x[..., :: scene.ratio, :: scene.ratio]) if lowres else model(x, p)
             took = time.perf_counter() - t0
-    return took / float(side * side) * h * w * OVERLAP_FACTOR
+    return took * -(-plan.count // batch)
