@@ -25,7 +25,13 @@ The denoiser ``eps_theta(X_t, cond, t)`` (eq. 4-6):
   weights ``R`` and transforms back; ``W`` is a 1x1 convolution; ``b_l(t)`` is a
   per-channel time bias from a sinusoidal embedding through an MLP (the paper's
   denoiser takes ``t`` without saying where; this is DDPM's way, Ho et al. 2020);
-- ``eps_hat = Conv1x1(F^m)`` (eq. 6). Defaults from the paper's ablations (Fig. 6, 8):
+- ``eps_hat = Conv1x1(F^m) + sqrt(1 - a_t) X_t`` (eq. 6, plus the skip when
+  ``noise_skip``, the default). The skip is what the noise would be if the residual were
+  zero: the network learns only the rest, as in the preconditioning of Karras et al.
+  (NeurIPS 2022, eq. 7, ``c_skip``). Without it (the first Landsat 8 file) the prior
+  must carry each band's white noise through eight GELU layers; on Landsat 7 (6 bands)
+  three output bands stayed dead (noise error 0.80 = E|eps|, the error of predicting
+  zero, at every step, after 1758 steps; ``nodiff_eps_error.py``). Defaults from the paper's ablations (Fig. 6, 8):
   8 layers, 12 modes; ``width`` (the paper gives none) 24: the retained complex weights
   are ``8 x 2 x width^2 x 12^2`` values (2.65 M at 24, 4.7 M at 32), the bulk of the
   weights file, while the 1x1 paths cost ``width^2`` per pixel and layer.
@@ -72,6 +78,7 @@ from torch.nn import functional as F
 from models.deep.common import conv
 from models.deep.staged import StagedDiffusionNet
 from models.iterative.ddim import first_timestep
+from models.iterative.schedules import make_schedule
 
 TARGET_STD = 0.5  # of the diffused residual X0 = g (H - L)
 
@@ -203,6 +210,7 @@ class NODiff(StagedDiffusionNet):
         clip_sample: float = 8.0,
         start_alpha_bar: float | None = 0.025,
         aux_weight: float = 1.0,
+        noise_skip: bool = True,
         window: int = 64,
         window_ramp: int = 16,
         T: int = 1000,
@@ -222,6 +230,7 @@ class NODiff(StagedDiffusionNet):
             clip_sample=float(clip_sample),
             start_alpha_bar=None if start_alpha_bar is None else float(start_alpha_bar),
             aux_weight=float(aux_weight),
+            noise_skip=bool(noise_skip),
             window=window,
             window_ramp=window_ramp,
             T=T,
@@ -235,6 +244,12 @@ class NODiff(StagedDiffusionNet):
         rank = int(lora_rank) if self.stage == 2 else 0
         self.layers = nn.ModuleList(FNOLayer(c, int(modes), rank) for _ in range(layers))
         self.project = nn.Conv2d(c, b, 1)
+        abar = make_schedule(str(schedule), int(T)).alphas_cumprod
+        # sqrt(1 - alpha_bar_t), the skip's gain per step (not a weight: not saved)
+        self.register_buffer(
+            "skip_gain", torch.tensor(abar, dtype=torch.float32).neg().add(1).sqrt(),
+            persistent=False,
+        )  # fmt: skip
         if self.stage == 2:
             for p in self.parameters():
                 p.requires_grad_(False)  # the stage-I prior is frozen (eq. 9-15)
@@ -270,7 +285,10 @@ class NODiff(StagedDiffusionNet):
         for k, layer in enumerate(self.layers):
             z = f if v is None else f + self.adapters[k](v, f)
             f = layer(z, biases[:, k], None if gates is None else gates[:, k])
-        return self.project(f)
+        out = self.project(f)
+        if self.config.get("noise_skip"):
+            out = out + self.skip_gain[t].to(out.dtype).view(-1, 1, 1, 1) * x_t
+        return out
 
     def forward(
         self,
