@@ -33,8 +33,9 @@ The denoiser ``eps_theta(X_t, cond, t)`` (eq. 4-6):
   three output bands stayed dead (noise error 0.80 = E|eps|, the error of predicting
   zero, at every step, after 1758 steps; ``nodiff_eps_error.py``). Defaults from the
   paper's ablations (Fig. 6, 8): 8 layers, 12 modes; ``width`` (the paper gives none)
-  24: the retained complex weights are ``8 x 2 x width^2 x 12^2`` values (2.65 M at 24, 4.7 M at 32), the bulk of the
-  weights file, while the 1x1 paths cost ``width^2`` per pixel and layer.
+  24: the retained complex weights are ``8 x 2 x width^2 x 12^2`` values (2.65 M at
+  24, 4.7 M at 32), the bulk of the weights file, while the 1x1 paths cost ``width^2``
+  per pixel and layer.
 
 Stage II (eq. 9-14; ``stage=2``) freezes all of the above and adds:
 
