@@ -15,7 +15,7 @@ beyond the sampler's clip. Stage-1 files are conditioned on H, stage-2 files on 
 pseudo-SR U.
 
     python3 models/deep/weights/nodiff_eps_error.py --weights FILE --pan PAN --ms MS \
-        --sensor landsat7 [--bit-depth 8] [--windows 16]
+        --sensor landsat7 [--windows 16] [--steps 50 200 ...] [--seed 0]
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ def main() -> int:
     import rasterio
     import torch
 
-    from models.deep.weights import load_state, read_card
-    from models.iterative.schedules import make_schedule
-    from models.registry import create_model
+    from models.deep.method import card_scale
+    from models.deep.weights import load_weights, read_card
+    from models.iterative.windowed import scheduler_for
     from physics.degrade import wald_pair
     from physics.resample import interp23
     from physics.sensors import get_sensor
@@ -50,13 +50,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    card = read_card(args.weights)
-    tensors, _ = load_state(args.weights)
-    model = create_model("nodiff", **card.kwargs)
-    model.load_state_dict(tensors)
-    model.eval()
-    ratio, n = int(card.ratio), int(card.n_bands)
-    scale = float(card.scale) if card.scale and card.scale != 1.0 else 2.0**card.bit_depth - 1
+    header = read_card(args.weights)
+    ratio, n = int(header.ratio), int(header.n_bands)
+    model, card = load_weights(args.weights, "nodiff", n, ratio, None)
+    scale = card_scale(card)
     with rasterio.open(args.pan) as f:
         pan = f.read(1).astype(np.float64)
     with rasterio.open(args.ms) as f:
@@ -81,7 +78,7 @@ def main() -> int:
     g = float(card.kwargs["residual_gain"])
     clip = float(card.kwargs.get("clip_sample", 8.0))
     x0 = g * (H - L)
-    abar = make_schedule(str(card.kwargs["schedule"]), int(card.kwargs["T"])).alphas_cumprod
+    sched, _ = scheduler_for(dict(model.config), 1)
     gen = torch.Generator().manual_seed(args.seed)
     with torch.inference_mode():
         if model.stage == 2:
@@ -95,12 +92,12 @@ def main() -> int:
         print(f"|X0| mean {x0.abs().mean().item():.3f}, std {x0.std().item():.3f}")
         print(f"{'t':>5} {'alpha_bar':>9} {'|eps err|':>9} {'|x0 err|':>9} {'clipped':>8}")
         for t in args.steps:
-            a = float(abar[int(t)])
+            a = float(sched.alpha_bar(int(t)))
             eps = torch.randn(x0.shape, generator=gen)
-            x_t = a**0.5 * x0 + (1 - a) ** 0.5 * eps
+            x_t = sched.add_noise(x0, eps, int(t))
             steps = torch.full((x0.shape[0],), int(t), dtype=torch.int64)
             eps_hat = model.denoise(x_t, steps, u, v)
-            x0_hat = (x_t - (1 - a) ** 0.5 * eps_hat) / a**0.5
+            x0_hat = (x_t - (1 - a) ** 0.5 * eps_hat) / a**0.5  # unclipped, unlike split
             clipped = (x0_hat.abs() > clip).float().mean().item()
             print(f"{t:>5} {a:>9.4f} {(eps_hat - eps).abs().mean().item():>9.4f} "
                   f"{(x0_hat - x0).abs().mean().item():>9.4f} {clipped:>8.2%}")  # fmt: skip
