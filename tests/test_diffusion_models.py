@@ -176,12 +176,14 @@ def test_nodiff_spectral_operator_equals_the_papers_form():
     assert torch.allclose(got, expect, atol=1e-5 * float(expect.abs().max()))
 
 
-def test_ksdiff_modulation_is_the_tucker_product():
-    """Eq. 3: W = 1 + G x1 U1 x2 U2 x3 U3 x4 U4, checked against the explicit sum."""
+@pytest.mark.parametrize("unit", [True, False])
+def test_ksdiff_modulation_is_the_tucker_product(unit):
+    """Eq. 3: W = 1 + G x1 U1 x2 U2 x3 U3 x4 U4, checked against the explicit sum (with
+    unit-RMS factor columns, or the raw factors of the first shipped files)."""
     from models.deep.ksdiff_parts import KernelModulation
 
     torch.manual_seed(0)
-    mod = KernelModulation(5, 3, 6, (1, 2, 2, 2))
+    mod = KernelModulation(5, 3, 6, (1, 2, 2, 2), unit_factors=unit)
     with torch.no_grad():
         mod.core[-1].weight.normal_()
     z, feats = torch.randn(2, 4, 6), torch.randn(2, 5, 8, 8)
@@ -193,7 +195,8 @@ def test_ksdiff_modulation_is_the_tucker_product():
         us = []
         for q, val in zip(mod.queries, mod.values, strict=True):
             att = torch.softmax(q @ keys.mT / q.shape[-1] ** 0.5, dim=-1)
-            us.append(val(att @ tokens))
+            u = val(att @ tokens)
+            us.append(u / (u.pow(2).mean(1, keepdim=True) + 1e-6) ** 0.5 if unit else u)
         expect = torch.ones(2, 5, 1, 3, 3)
         for n in range(2):
             for o in range(5):
@@ -208,6 +211,27 @@ def test_ksdiff_modulation_is_the_tucker_product():
                         expect[n, o, 0, x, y] += s
     assert w.shape == (2, 5, 1, 3, 3)
     assert torch.allclose(w, expect, atol=1e-5)
+
+
+def test_ksdiff_unit_factors_let_the_core_move_the_kernel():
+    """With unit factors a core of entries of 0.1 RMS moves W by the core's order (>= 0.01
+    RMS over the kernels); with the raw factors of a fresh layer it moved W by far less, the
+    reason the first shipped files' modulation never left W = 1."""
+    from models.deep.ksdiff_parts import KernelModulation
+
+    z, feats = torch.randn(4, 16, 32), torch.randn(4, 32, 24, 24)
+    moved = {}
+    for unit in (True, False):
+        torch.manual_seed(0)
+        mod = KernelModulation(32, 7, 32, (1, 4, 2, 2), unit_factors=unit)
+        with torch.no_grad():
+            assert torch.equal(mod(z, feats), torch.ones(4, 32, 1, 7, 7))  # W = 1 at init
+            mod.core[-1].bias.copy_(
+                0.1 * torch.randn(16, generator=torch.Generator().manual_seed(1))
+            )
+            moved[unit] = float((mod(z, feats) - 1).pow(2).mean().sqrt())
+    assert moved[True] >= 0.01
+    assert moved[True] > 20 * moved[False]
 
 
 @pytest.mark.parametrize("name", DIFFUSION)

@@ -64,6 +64,7 @@ class KSDiff(StagedDiffusionNet):
         tokens_side: int = 4,
         latent_norm: str = "batch",
         ranks: tuple[int, int, int, int] | list[int] = (1, 4, 2, 2),
+        unit_factors: bool = True,
         stage: int = 2,
         window: int = 64,
         window_ramp: int = 16,
@@ -84,6 +85,7 @@ class KSDiff(StagedDiffusionNet):
             tokens_side=int(tokens_side),
             latent_norm=str(latent_norm),
             ranks=list(ranks),
+            unit_factors=bool(unit_factors),
             stage=stage,
             window=window,
             window_ramp=window_ramp,
@@ -93,14 +95,13 @@ class KSDiff(StagedDiffusionNet):
             prediction=prediction,
         )
         b, c, lat = n_bands, int(width), int(latent)
+        blk = (kernel, lat, ranks, bool(unit_factors))
         self.stem = conv(b + 1, c, 3)
-        self.enc = ConvNeXtBlock(c, kernel, lat, ranks)
+        self.enc = ConvNeXtBlock(c, *blk)
         self.down = nn.Conv2d(c, 2 * c, 2, stride=2)
-        self.mid = nn.ModuleList(
-            ConvNeXtBlock(2 * c, kernel, lat, ranks) for _ in range(mid_blocks)
-        )
+        self.mid = nn.ModuleList(ConvNeXtBlock(2 * c, *blk) for _ in range(mid_blocks))
         self.up = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
-        self.dec = ConvNeXtBlock(c, kernel, lat, ranks)
+        self.dec = ConvNeXtBlock(c, *blk)
         self.head = conv(c, b, 3)
         self.plfe1 = PLFE([1, b], b, c, lat, tokens_side=tokens_side, norm=latent_norm)
         if self.stage == 2:
