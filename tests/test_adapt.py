@@ -93,3 +93,28 @@ def test_default_budget_times_the_patches_the_fuse_runs(make_scene):
     seconds = _fusion_seconds(counting, patches, scene, device, spec, settings)
     assert seen == [(batch, 4, *plan.shape)] * 2  # the second pass is the one timed
     assert seconds > 0
+
+
+@pytest.mark.parametrize("limit", [10.0, 10.5, 3.2])
+def test_adapt_time_bounds_the_whole_adaptation(limit, make_scene, monkeypatch):
+    """``--adapt-time`` within 10 %: on a clock that every forward pass moves by one
+    second (a step costs its forward, the last loss pass another), the adaptation ends
+    between 0.9 x and 1.0 x the limit, the final pass included; it used to start a step
+    whenever the limit was not yet reached, then pay a step and the final pass past it."""
+    import models.deep.adapt as adapt
+
+    clock = [0.0]
+    monkeypatch.setattr(adapt.time, "monotonic", lambda: clock[0])
+    scene, ctx = _scene(make_scene)
+    patches = read_patches(scene, ctx, 4095.0, n=2, patch=64)
+    model, _ = load_weights(default_weights_path("fusionnet", "landsat-r4"), "fusionnet", 4, 4,
+                            "landsat-r4")  # fmt: skip
+
+    def tick(*_):
+        clock[0] += 1.0
+
+    model.register_forward_hook(tick)
+    report = adapt_network(model, patches, "tailor", gains=list(SENSOR.gains(4)), ratio=4,
+                           beta=structural_weight("landsat-r4"), time_limit=limit)  # fmt: skip
+    assert 0.9 * limit <= report["seconds"] <= limit
+    assert report["steps"] == int(limit) - 1  # the final pass takes the last second

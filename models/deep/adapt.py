@@ -213,12 +213,19 @@ def adapt_network(
     first: dict[str, float] | None = None
     last: dict[str, float] = {}
     step = 0
+    step_s = forward_s = 0.0  # mean seconds of one step and of its forward pass
     while True:
         if total is not None and step >= total:
             break
-        if time_limit is not None and time.monotonic() - t0 >= time_limit:
+        if (
+            time_limit is not None
+            and step
+            and _would_overrun(time.monotonic() - t0, step_s, forward_s, time_limit)
+        ):
             break
+        t_step = time.monotonic()
         loss, parts = loss_now()
+        t_forward = time.monotonic() - t_step
         if not math.isfinite(float(loss.detach())):
             raise OptionError(
                 f"--adapt {mode}: the loss diverged at step {step}; use --adapt tailor"
@@ -231,6 +238,8 @@ def adapt_network(
                     p.grad.mul_(m)
         opt.step()
         step += 1
+        step_s += (time.monotonic() - t_step - step_s) / step
+        forward_s += (t_forward - forward_s) / step
         last = {"loss": float(loss.detach()), **parts}
         if first is None:
             first = dict(last)
@@ -256,6 +265,13 @@ def adapt_network(
         "loss_start": first,
         "loss_end": {"loss": float(final), **parts},
     }
+
+
+def _would_overrun(elapsed: float, step_s: float, forward_s: float, limit: float) -> bool:
+    """True when one more step (its mean time so far) and the final loss pass (one
+    forward) would end past ``limit``: the budget bounds the whole adaptation, not only
+    the moment the last step starts (which let it run a step and a pass over)."""
+    return elapsed + step_s + forward_s > limit
 
 
 def _swift_masks(model: Any, loss_now: Callable[[], Any]) -> list[tuple[Any, Any]]:

@@ -31,9 +31,9 @@ from typing import Any
 from errors import OptionError
 from models.deep.method import STARTING_POINT
 
-# of the estimated fusion time: 0.4, not 0.5, leaves room for what follows the budget
-# (the final loss pass, the last step's overrun): at 0.5 FusionNet's adaptation of a
-# 4000^2 scene took 12.0 s for a 9.5 s budget, 0.64 x the 18.8 s fuse run
+# of the estimated fusion time: 0.4, not 0.5, leaves room for the windows' reading and
+# the estimate itself, which come before the budget is known; the budget then bounds the
+# steps and the final loss pass (adapt._would_overrun)
 BUDGET_SHARE = 0.4
 MIN_BUDGET_S = 1e-3  # a budget already spent still runs one step
 
