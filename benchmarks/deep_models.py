@@ -157,7 +157,7 @@ def count_macs(model: Any, inputs: Sequence[Any]) -> int:
     import torch
 
     with _hooked(model) as total, torch.no_grad():
-        model(*inputs)
+        one_pass(model, inputs)
     return total[0]
 
 
@@ -173,6 +173,30 @@ def mac_inputs(model: Any, n_bands: int = 4, side: int = MAC_SIDE) -> list[Any]:
     r = int(model.config.get("ratio", 4))
     m = math.ceil(side / r)
     return [ms_up, pan, torch.rand(1, n_bands, m, m, generator=g)]
+
+
+def one_pass(model: Any, inputs: Sequence[Any]) -> Any:
+    """One forward pass as fuse runs it. A diffusion network's ``forward`` is a training
+    stage (KSDiff's needs the reference), so it runs ``generate`` with a one-step DDIM
+    scheduler of its own config: its condition, one denoiser call and the output map
+    (every further step adds one denoiser call). The noise is seeded, like the inputs."""
+    import torch
+
+    if not hasattr(model, "generate"):
+        return model(*inputs)
+    from models.iterative.windowed import scheduler_for
+
+    if model.config.get("residual_gain") == 0.0:  # NODiff's, set by training: any value
+        model.config["residual_gain"] = 1.0  # scales the output, no arithmetic counted
+    sched, _ = scheduler_for(dict(model.config), 1)
+    ms_up = inputs[0]
+    n, _, h, w = ms_up.shape
+
+    def noise(step: int, channels: int, spatial: bool = True) -> Any:
+        g = torch.Generator().manual_seed(int(step))
+        return torch.randn((n, channels, h, w) if spatial else (n, channels), generator=g)
+
+    return model.generate(*inputs[:2], sched, noise)
 
 
 def model_size(name: str, n_bands: int = 4) -> dict[str, Any]:
@@ -193,7 +217,7 @@ def model_size(name: str, n_bands: int = 4) -> dict[str, Any]:
         hists = value_histograms(inputs[0][0].numpy(), inputs[1][0, 0].numpy(), None, bins)
         model.set_equalisation(*hists)
     with _hooked(model) as total, torch.no_grad(), FlopCounterMode(display=False) as fc:
-        model(*inputs)
+        one_pass(model, inputs)
     return {
         "params": count_params(model),
         "registry_params": get_entry(name).info.params,
