@@ -91,7 +91,10 @@ MACS_NOTE = (
     "k^2): static kernel as a dense conv + modulated taps); biases, element-wise ops, "
     "pooling and functional kernels no module exposes (F.conv2d on tensors, predictive "
     "filtering from unfold/products) are NOT counted. aten: torch FlopCounterMode / 2, "
-    "every conv and matmul executed, functional ones included, element-wise excluded."
+    "every conv and matmul executed, functional ones included, element-wise excluded. "
+    "Diffusion networks (nodiff, ksdiff): one DDIM step of generate on one 256^2 window "
+    "(condition, one denoiser call, output); each further step adds a denoiser call, and "
+    "fuse runs overlapping 64^2 (ksdiff) or larger windows."
 )
 
 
