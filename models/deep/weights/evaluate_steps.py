@@ -11,7 +11,8 @@ and prints a Markdown table of Q2n, SAM and ERGAS averaged over the crops, with 
 wall-clock seconds of each diffusion run (all crops; degradation and scoring included,
 the same for every N) so that quality and cost read side by side. The references are
 FusionNet, PanNet and MTF-GLP-FS (the best classical method on these crops by Q2n in
-README.md's table). ``--json FILE`` keeps the means for the README.
+README.md's table). ``--json FILE`` keeps the means for the README; ``--weights
+MODEL=FILE`` scores a file that is not (yet) shipped.
 """
 
 from __future__ import annotations
@@ -37,7 +38,15 @@ def main() -> int:
     ap.add_argument("--steps", nargs="+", type=int, default=STEPS)
     ap.add_argument("--out", help="folder for the per-crop JSON reports")
     ap.add_argument("--json", help="write the means here")
+    ap.add_argument(
+        "--weights", action="append", default=[], metavar="MODEL=FILE",
+        help="score this file instead of the shipped <model>_landsat7.safetensors",
+    )  # fmt: skip
+    ap.add_argument("--threads", type=int, help="pansharp evaluate --threads")
+    ap.add_argument("--no-references", action="store_true", help="score only --models")
     args = ap.parse_args()
+    given = dict(w.split("=", 1) for w in args.weights)
+    threads = ["--threads", str(args.threads)] if args.threads else []
 
     crops = read_crops(Path(args.manifest))
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="pansharp_steps_"))
@@ -45,16 +54,17 @@ def main() -> int:
     keys = [k for k, _, _ in KEYS]
 
     def weights(ms: list[str]) -> dict[str, Path]:
-        w = {m: HERE / f"{m}_landsat7.safetensors" for m in ms}
+        w = {m: Path(given[m]) if m in given else HERE / f"{m}_landsat7.safetensors" for m in ms}
         return {m: p for m, p in w.items() if p.is_file()}
 
     rows: dict[str, dict] = {}
     ref_w = weights(REFERENCES)
     per: dict[str, list[dict]] = {}
-    for name, pan, ms in crops:
-        for r in evaluate_crop(pan, ms, REFERENCES, ref_w, out / f"{name}_refs.json"):
+    for name, pan, ms in [] if args.no_references else crops:
+        report = out / f"{name}_refs.json"
+        for r in evaluate_crop(pan, ms, REFERENCES, ref_w, report, threads):
             per.setdefault(r["method"], []).append(r)
-    for m in REFERENCES:
+    for m in per:
         rows[m] = {**mean_rows(per[m], keys), "steps": None, "seconds": None}
     for model in args.models:
         w = weights([model])
@@ -66,7 +76,7 @@ def main() -> int:
             got = []
             for name, pan, ms in crops:
                 report = out / f"{name}_{model}_{n}.json"
-                got += evaluate_crop(pan, ms, [model], w, report, ["--steps", str(n)])
+                got += evaluate_crop(pan, ms, [model], w, report, ["--steps", str(n), *threads])
             assert all(r["steps"] == n for r in got), "the sampler ran another step count"
             rows[f"{model} @ {n}"] = {
                 **mean_rows(got, keys),
