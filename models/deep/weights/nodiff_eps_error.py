@@ -14,12 +14,12 @@ residual ``x0_hat`` in units of the diffused residual ``X0 = g (H - L)`` next to
 beyond the sampler's clip. Stage-1 files are conditioned on H, stage-2 files on their
 pseudo-SR U.
 
-``--sample-steps N ...`` then runs the whole sampler (``generate``, DDIM over N steps
-from pure noise, as fuse does on one window) and prints the L1 error of its residual
-and the residual's standard deviation next to X0's. Why: a denoiser whose error at each
-``t`` is small on noised truth (the table above) can still give a worse image with
-more steps if the sampler's path leaves the data it was trained on; the two tables
-side by side tell which.
+``--sample-steps N ...`` then runs the whole sampler (DDIM over N steps from pure
+noise, the step of ``generate``, with the table's conditioning) and prints the L1 error
+of its residual and the residual's standard deviation next to X0's. Why: a denoiser
+whose error at each ``t`` is small on noised truth (the table above) can still give a
+worse image with more steps if the sampler's path leaves the data it was trained on;
+the two tables side by side tell which.
 
     python3 models/deep/weights/nodiff_eps_error.py --weights FILE --pan PAN --ms MS \
         --sensor landsat7 [--windows 16] [--steps 50 200 ...] [--sample-steps 1 2 5] \
@@ -120,7 +120,12 @@ def main() -> int:
                 draw = torch.Generator().manual_seed(args.seed * 100003 + int(step))
                 return torch.randn(shape, generator=draw)
 
-            res = g * (model.generate(L, P, sampler, noise) - L)
+            def denoise(x: torch.Tensor, t: int, _: object) -> torch.Tensor:
+                steps = torch.full((x.shape[0],), int(t), dtype=torch.int64)
+                return model.denoise(x, steps, u, v).float()  # generate's step, any stage
+
+            start = sampler.schedule.T
+            res = sampler.sample(denoise, noise(start, n), noise_fn=lambda t: noise(t, n))
             print(f"{n_steps:>5} {(res - x0).abs().mean().item():>9.4f} {res.std().item():>7.3f}")
     return 0
 
