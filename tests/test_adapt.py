@@ -81,16 +81,18 @@ def test_default_budget_times_the_patches_the_fuse_runs(make_scene):
     settings = RunSettings(tile=96)
     device = torch.device("cpu")
     info = get_entry("fusionnet").info
-    spec = network_model(info, model, card, path, device, 4, settings).spec
-    plan, batch = patch_plan(scene, spec, settings, device)
+    net = network_model(info, model, card, path, device, 4, settings)
+    plan, batch = patch_plan(scene, net.spec, settings, device)
     assert plan.count > 1
     seen = []
+    apply = net.apply
 
-    def counting(ms_up, pan):
-        seen.append(tuple(ms_up.shape))
-        return model(ms_up, pan)
+    def counting(work):
+        seen.append(tuple(work.ms.shape))
+        return apply(work)
 
-    seconds = _fusion_seconds(counting, patches, scene, device, spec, settings)
+    net.apply = counting  # the method's own apply: a diffusion model's whole sampler
+    seconds = _fusion_seconds(net, patches, scene, device, settings)
     assert seen == [(batch, 4, *plan.shape)] * 2  # the second pass is the one timed
     assert seconds > 0
 

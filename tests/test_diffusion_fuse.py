@@ -105,7 +105,6 @@ def test_more_steps_change_the_image(name, scene, tmp_path):
     "extra, needles",
     [
         (["--steps", "1001"], ["--steps 1001", "1 to 1000"]),
-        (["--adapt", "tailor"], ["--adapt"]),
         (["--tile", "64"], ["--tile 64"]),
     ],
 )
@@ -129,12 +128,11 @@ def test_stage_one_weights_refused(name, scene, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", DIFFUSION)
-def test_no_weights_for_the_sensor_offers_only_what_the_model_takes(name, scene, tmp_path, capsys):
-    """The refusal names --weights and pansharp train, never --adapt (refused for these
-    models: offering it sent users from one refusal to another)."""
+def test_no_weights_for_the_sensor_offers_what_the_model_takes(name, scene, tmp_path, capsys):
+    """The refusal names --weights, pansharp train and --adapt (which these models take:
+    tests/test_diffusion_adapt.py)."""
     out = tmp_path / "o.tif"
     args = ["fuse", scene.pan, *scene.ms, "-m", name, "--sensor", "generic", "-o", str(out)]
     code, _, err = run_cli(args, capsys)
-    line = one_line_error(code, err, "--weights", f"pansharp train -m {name}")
-    assert "--adapt" not in line
+    one_line_error(code, err, "--weights", f"pansharp train -m {name}", "--adapt")
     assert not out.exists()

@@ -34,7 +34,7 @@ def test_registry_record(name):
     info = get_entry(name).info
     assert info.family == "diffusion" and info.needs_weights and info.trainable and info.torch
     assert {"seed", "steps", "tile", "weights"} <= set(info.run_options)
-    assert "adapt" not in info.run_options
+    assert {"adapt", "adapt_steps", "adapt_time", "save_adapted"} <= set(info.run_options)
     assert info.extra["stages"] == 2 and info.extra["objective"] == "diffusion"
     assert 1 <= info.extra["default_steps"] <= 1000
     model = small_model(name)

@@ -222,6 +222,9 @@ def _register_diffusion() -> None:
             extra={
                 **common,
                 "default_steps": 10,
+                # training sets the gain from the data's residual spread; a network
+                # trained on the scene alone (--adapt, zero-shot) starts at unit gain
+                "zero_shot_kwargs": {"residual_gain": 1.0},
                 "params_stage2_trainable": 514_284,
                 "notes": (
                     "8 FNO layers, 12 modes, width 24; epsilon prediction, cosine T=1000; "

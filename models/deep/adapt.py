@@ -42,6 +42,8 @@ CANDIDATES_PER_PATCH = 4
 KMEANS_ITERATIONS = 20
 
 Progress = Callable[[dict[str, Any]], None]
+#: (ms_up, pan, lr or None, window origins) -> fused, with gradients
+Forward = Callable[[Any, Any, Any, Any], Any]
 
 
 @dataclass
@@ -175,8 +177,16 @@ def adapt_network(
     device: Any = None,
     progress: Progress | None = None,
     seed: int = 0,
+    forward: Forward | None = None,
 ) -> dict[str, Any]:
-    """Adapt ``model`` in place on ``patches`` (module docstring); its report."""
+    """Adapt ``model`` in place on ``patches`` (module docstring); its report.
+
+    ``forward(ms_up, pan, lr, origins)`` is the fusion the losses score, with gradients
+    (the prepared method's :meth:`~models.deep.method.DeepModel.forward`: a diffusion
+    model's whole sampler); default the network's own forward pass. The network stays
+    in evaluation mode throughout: the adapted network must be the one inference runs
+    (KSDiff's latent standardisation would otherwise use the adaptation windows' batch
+    statistics and move its running averages; no network here has dropout)."""
     import torch
 
     from models.deep.adapt_losses import adaptation_loss
@@ -195,6 +205,12 @@ def adapt_network(
     ms = torch.from_numpy(patches.ms).to(dev)
     lowres = bool(getattr(model, "needs_lowres", False))
     lr_in = ms if lowres else None
+    origins = list(patches.origins)
+    if forward is None:
+
+        def forward(x: Any, p: Any, lr: Any, _origins: Any) -> Any:
+            return model(x, p, lr) if lr is not None else model(x, p)
+
     for p in model.parameters():
         p.requires_grad_(mode != "tailor")
     if mode == "tailor":
@@ -203,10 +219,10 @@ def adapt_network(
         params = [p for p in model.parameters()]
 
     def loss_now() -> tuple[Any, dict[str, float]]:
-        out = model(ms_up, pan, lr_in) if lowres else model(ms_up, pan)
+        out = forward(ms_up, pan, lr_in, origins)
         return adaptation_loss(out, pan, ms_up, ms, gains, ratio, patches.rows, patches.cols, beta)
 
-    model.train()
+    model.eval()
     masks = _swift_masks(model, loss_now) if mode == "swift" else None
     opt = torch.optim.Adam(params, lr=LEARNING_RATE[mode])
     t0 = time.monotonic()

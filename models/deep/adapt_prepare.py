@@ -65,7 +65,7 @@ def prepare_adapted(
     entry: Any, scene: Any, context: Any, device: Any
 ) -> tuple[Any, Any, Path, dict]:
     """(adapted model, its card, the source path (or the saved file), report)."""
-    from models.deep.adapt import adapt_network, check_mode, read_patches
+    from models.deep.adapt import PATCH, adapt_network, check_mode, read_patches
     from models.deep.adapt_losses import structural_weight
     from models.deep.card import WeightsCard
     from models.deep.method import card_scale, network_model, scene_histograms
@@ -84,7 +84,10 @@ def prepare_adapted(
         model, card = load_weights(path, info.name, n, scene.ratio, None, device=device)
     else:
         mode = "full"  # nothing to tailor in a network that never learned
-        kwargs = physics_kwargs(entry, sensor, scene.ratio, n)
+        # and the settings a network normally takes from its training data (the
+        # registry's ``zero_shot_kwargs``: NODiff's residual gain)
+        kwargs = {**physics_kwargs(entry, sensor, scene.ratio, n),
+                  **info.extra.get("zero_shot_kwargs", {})}  # fmt: skip
         model = create_model(info.name, n_bands=n, **kwargs).to(device)
         card = WeightsCard(
             model=info.name, kwargs=dict(model.config), sensor=sensor.name,
@@ -96,12 +99,15 @@ def prepare_adapted(
     bins = int(getattr(model, "equalisation_bins", 0) or 0)
     if bins > 0:
         model.set_equalisation(*scene_histograms(context, n, bins, card))
+    # the prepared method around the network: its forward is what adaptation trains
+    # through (a diffusion model's sampler), its apply what the budget times
+    method = network_model(info, model, card, path or Path("-"), device, scene.ratio, s)
     t0 = time.monotonic()
-    patches = read_patches(scene, context.fuse, card_scale(card), seed=s.seed)
+    side = method.adapt_side(scene.ratio) or PATCH
+    patches = read_patches(scene, context.fuse, card_scale(card), patch=side, seed=s.seed)
     steps, limit, budget = s.adapt_steps, s.adapt_time, "given"
     if steps is None and limit is None:
-        spec = network_model(info, model, card, path or Path("-"), device, scene.ratio, s).spec
-        fusion = _fusion_seconds(model, patches, scene, device, spec, s)
+        fusion = _fusion_seconds(method, patches, scene, device, s)
         spent = time.monotonic() - t0  # reading the windows, timing the estimate
         limit = max(MIN_BUDGET_S, BUDGET_SHARE * fusion - spent)
         budget = "half the fusion"
@@ -115,7 +121,7 @@ def prepare_adapted(
     report = adapt_network(
         model, patches, mode, gains=list(sensor.gains(n)), ratio=scene.ratio,
         beta=structural_weight(sensor.name), steps=steps, time_limit=limit, device=device,
-        progress=progress, seed=s.seed,
+        progress=progress, seed=s.seed, forward=method.forward,
     )  # fmt: skip
     report.update(
         start=kind,
@@ -138,13 +144,12 @@ def prepare_adapted(
     return model, card, out, report
 
 
-def _fusion_seconds(
-    model: Any, patches: Any, scene: Any, device: Any, spec: Any, settings: Any
-) -> float:
+def _fusion_seconds(method: Any, patches: Any, scene: Any, device: Any, settings: Any) -> float:
     """The estimated compute time of fusing the scene: one batch of the run's own patch
     plan (:func:`tiling.blended.patch_plan`: the patch side and batch the fuse will use,
-    the adaptation windows tiled to fill it) timed on the second of two passes, times
-    the number of batches.
+    the adaptation windows tiled to fill it) through the prepared method's ``apply``
+    (a network's forward pass, a diffusion model's sampler over its grid windows),
+    timed on the second of two passes, times the number of batches.
 
     Why the run's plan: on the CPU the fuse caps its patches under glibc's mmap ceiling
     (FusionNet: 496 pixels), where freed maps are reused; a forward pass timed at 512
@@ -155,23 +160,25 @@ def _fusion_seconds(
     of 104 s against 19 s for a 4000^2 fuse run), so neither is timed.
     """
     import numpy as np
-    import torch
 
+    from models.protocol import PatchBatch
     from tiling.blended import patch_plan
 
-    plan, batch = patch_plan(scene, spec, settings, device)
+    plan, batch = patch_plan(scene, method.spec, settings, device)
     ph, pw = plan.shape
 
     def tiled(a: np.ndarray) -> np.ndarray:
         reps = (batch, 1, -(-ph // a.shape[-2]), -(-pw // a.shape[-1]))
         return np.ascontiguousarray(np.tile(a[:1], reps)[..., :ph, :pw])
 
-    lowres = getattr(model, "needs_lowres", False)
-    x = torch.from_numpy(tiled(patches.ms_up)).to(device)
-    p = torch.from_numpy(tiled(patches.pan)).to(device)
-    with torch.inference_mode():
-        for _ in range(2):  # the first pass pays the maps' first allocation: 3.4 x slower
-            t0 = time.perf_counter()
-            model(x, p, x[..., :: scene.ratio, :: scene.ratio]) if lowres else model(x, p)
-            took = time.perf_counter() - t0
+    r = int(scene.ratio)
+    ms_up, pan = tiled(patches.ms_up), tiled(patches.pan)
+    lowres = np.ascontiguousarray(ms_up[..., ::r, ::r])  # the shape the reader gives
+    origins = [(0, k * pw) for k in range(batch)]
+    ones = [np.ones((ph, pw), bool)] * batch
+    work = PatchBatch(list(origins), origins, ms_up, pan, ones, lowres)
+    for _ in range(2):  # the first pass pays the maps' first allocation: 3.4 x slower
+        t0 = time.perf_counter()
+        method.apply(work)
+        took = time.perf_counter() - t0
     return took * -(-plan.count // batch)

@@ -53,6 +53,9 @@ class KSDiff(StagedDiffusionNet):
 
     name = "ksdiff"
     prediction = "x0"
+    #: the regressor's last convolution, from the decoder's features to the bands'
+    #: residual (test-time adaptation's tailor, models.deep.tailor)
+    split_points = ("head",)
 
     def __init__(
         self,

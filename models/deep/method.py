@@ -92,6 +92,19 @@ class DeepModel:
                 return self.model(x, y, lr).float().cpu().numpy()
             return self.model(x, y).float().cpu().numpy()
 
+    def forward(self, ms_up: Any, pan: Any, lr: Any = None, origins: Any = None) -> Any:
+        """The method's fusion of normalised torch windows, with gradients (test-time
+        adaptation trains through it, :mod:`models.deep.adapt`): the network's forward
+        pass (``lr``, the MS samples, where it takes them). ``origins`` (absolute PAN
+        row, col of each window) are for methods that draw noise by position."""
+        if lr is not None and getattr(self.model, "needs_lowres", False):
+            return self.model(ms_up, pan, lr)
+        return self.model(ms_up, pan)
+
+    def adapt_side(self, ratio: int) -> int | None:
+        """The side of the windows adaptation trains on (None: adaptation's own)."""
+        return None
+
 
 def fitting_weights(scene: Any, name: str, sensor_name: str, weights: str | None) -> Path:
     """The weights file for model ``name`` on ``scene`` (``weights`` or the shipped

@@ -198,6 +198,9 @@ class NODiff(StagedDiffusionNet):
 
     name = "nodiff"
     prediction = "epsilon"
+    #: the 1x1 map of the last FNO layer's features to the predicted noise, run at every
+    #: sampler step (test-time adaptation's tailor, models.deep.tailor)
+    split_points = ("project",)
 
     def __init__(
         self,

@@ -265,19 +265,20 @@ class DDIMScheduler:
         ``noise_fn(t)`` returns the noise for the step from ``t`` and is called only when
         ``sigma_t > 0`` (so it may be None for ``eta = 0``). Convention for positional
         noise: draw ``x_T`` with ``step = schedule.T`` and step t's noise with ``step = t``,
-        so no two draws share a key. Runs under ``torch.no_grad``.
+        so no two draws share a key. Gradients follow the caller: inference runs it
+        under ``torch.inference_mode``; test-time adaptation trains through every step
+        (:meth:`models.iterative.windowed.WindowedDiffusion.forward`).
         """
         x = x_T
-        with torch.no_grad():
-            for t in self.timesteps:
-                out = denoise(x, t, cond)
-                noise = None
-                if self.sigma(t) > 0.0:
-                    if noise_fn is None:
-                        raise OptionError(
-                            f"DDIMScheduler.sample: eta={self.eta} > 0 needs noise_fn "
-                            "(t -> standard normal tensor shaped like x_T)"
-                        )
-                    noise = noise_fn(t)
-                x = self.step(out, t, x, noise)
+        for t in self.timesteps:
+            out = denoise(x, t, cond)
+            noise = None
+            if self.sigma(t) > 0.0:
+                if noise_fn is None:
+                    raise OptionError(
+                        f"DDIMScheduler.sample: eta={self.eta} > 0 needs noise_fn "
+                        "(t -> standard normal tensor shaped like x_T)"
+                    )
+                noise = noise_fn(t)
+            x = self.step(out, t, x, noise)
         return x

@@ -161,6 +161,24 @@ class WindowedDiffusion(DeepModel):
         out += np.where(has, acc / np.where(has, wsum, 1.0), 0.0)
         return out
 
+    def forward(self, ms_up: Any, pan: Any, lr: Any = None, origins: Any = None) -> Any:
+        """The whole sampler on normalised windows at absolute ``origins``, with
+        gradients (adaptation trains through every step): the windows' own output,
+        unblended, from the noise ``apply`` draws at the same pixels."""
+        if origins is None:
+            raise ValueError(f"{self.name}: forward needs the windows' absolute origins")
+        side = int(ms_up.shape[-1])
+        if int(ms_up.shape[-2]) != side:
+            raise ValueError(f"{self.name}: forward takes square windows, got {ms_up.shape}")
+        noise = self.noise_for([(int(r), int(c)) for r, c in origins], side)
+        return self.model.generate(ms_up, pan, self.scheduler, noise)
+
+    def adapt_side(self, ratio: int) -> int | None:
+        """Adaptation trains on the sampler's own windows where they hold whole MS
+        pixels (``window`` a multiple of the ratio), so the adapted network is trained
+        on what it is run on."""
+        return self.window if self.window % int(ratio) == 0 else None
+
     def noise_for(self, origins: list[tuple[int, int]], win: int) -> Callable[..., Any]:
         """``noise(step, channels, spatial)`` for windows at absolute ``origins``."""
         import torch
@@ -223,10 +241,12 @@ def check_steps(steps: int, T: int) -> None:
         raise OptionError(f"--steps {steps}: give 1 to {T} (the T the weights were trained for)")
 
 
-#: The run settings of a windowed diffusion model (no ``--adapt``: its losses are for
-#: single-pass networks).
+#: The run settings of a windowed diffusion model: a single-pass network's
+#: (``--adapt`` included: adaptation trains through the sampler, :meth:`WindowedDiffusion.
+#: forward`) plus the sampler's.
 WINDOWED_RUN_OPTIONS = (
     "weights", "device", "batch_size", "precision", "tile", "overlap", "seed", "steps",
+    "adapt", "adapt_steps", "adapt_time", "save_adapted",
 )  # fmt: skip
 
 
@@ -238,13 +258,20 @@ def check_windowed(entry: Entry, scene: Any, context: PrepareContext) -> None:
     from tiling import patches
 
     s = context.settings
-    path = fitting_weights(scene, entry.info.name, context.sensor, s.weights)
-    kw = read_card(path).kwargs
+    if s.adapt:  # the starting point (None: a network built on the scene, zero-shot)
+        from models.deep.adapt import check_mode
+        from models.deep.adapt_prepare import starting_point
+
+        check_mode(s.adapt)
+        path, _ = starting_point(scene, entry.info.name, context.sensor, s.weights)
+    else:
+        path = fitting_weights(scene, entry.info.name, context.sensor, s.weights)
+    kw = read_card(path).kwargs if path is not None else {}
     if s.tile is not None or s.overlap is not None:
         halo = int(kw.get("window", entry.info.halo(scene.ratio)))
         patches.plan_patches(*scene.out_shape, halo, s.tile, s.overlap)
     stage, final = int(kw.get("stage", 1)), int(entry.info.extra.get("stages", 1))
-    if stage != final:
+    if path is not None and stage != final:
         raise WeightsError(
             f"{path.name} holds stage-{stage} weights of -m {entry.info.name} (a prior "
             f"that needs the reference image); fuse with stage-{final} weights: "
