@@ -135,6 +135,9 @@ class PatchBatch:
     ``origins`` are the absolute PAN (row, col) of each patch's first pixel (may be
     negative: a patch's margin can lie beyond the scene border), so position-keyed noise
     agrees between overlapping patches; ``lr`` the MS samples when the spec asks for them.
+    ``cores``: per patch, the local ``(row0, row1, col0, col1)`` extent of the pixels the
+    engine keeps (non-zero blend weight); a method may skip work that touches none of
+    them (the windowed sampler's windows in the margin). None: every pixel may be kept.
     """
 
     ids: list[tuple[int, int]]
@@ -143,6 +146,7 @@ class PatchBatch:
     pan: np.ndarray  # (N, 1, P, P) float32, DN / scale
     valid: list[np.ndarray]  # per patch, (P, P) bool
     lr: np.ndarray | None = None
+    cores: list[tuple[int, int, int, int]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -156,6 +160,7 @@ class PatchBatch:
             self.pan[part],
             self.valid[part],
             None if self.lr is None else self.lr[part],
+            None if self.cores is None else self.cores[part],
         )
 
 

@@ -136,3 +136,52 @@ def test_no_weights_for_the_sensor_offers_what_the_model_takes(name, scene, tmp_
     code, _, err = run_cli(args, capsys)
     one_line_error(code, err, "--weights", f"pansharp train -m {name}", "--adapt")
     assert not out.exists()
+
+
+def _prepared(scene, weights, name):
+    from models.protocol import RunSettings
+    from raster.scene import open_scene
+    from tiling.executor import context_for, prepare
+    from tiling.fuse import build_context, resolve_sensor
+
+    sc = open_scene(scene.pan, scene.ms)
+    sensor = resolve_sensor(sc, None)
+    ctx = build_context(sc, sensor, FuseOptions(), 16)
+    settings = RunSettings(weights=str(weights), device="cpu", seed=3, steps=STEPS)
+    return prepare(name, sc, context_for(sc, ctx, sensor.name, settings, threads=1))
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_windows_wholly_in_the_margin_are_skipped(name, scene, tmp_path):
+    """apply() with the patch's core given samples fewer windows and keeps the core's
+    pixels as they were without it (the engine drops the rest). The patch starts on the
+    window grid (origin 0), so its first row and column of windows lie in the margin."""
+    from models.protocol import PatchBatch
+
+    prepared = _prepared(scene, write_weights(name, tmp_path / "w.safetensors"), name)
+    win = prepared.window
+    side = 4 * win
+    rng = np.random.default_rng(2)
+    field = rng.uniform(0.02, 0.05, (5, side, side)).astype(np.float32)
+    core = (win, side - win, win, side - win)
+    seen: list[int] = []
+    generate = prepared.model.generate
+
+    def counted(ms, *args):
+        seen.append(int(ms.shape[0]))
+        return generate(ms, *args)
+
+    prepared.model.generate = counted
+    outs = []
+    for cores in (None, [core]):
+        seen.clear()
+        batch = PatchBatch(
+            [(0, 0)], [(0, 0)], field[None, :4].copy(), field[None, 4:].copy(),
+            [np.ones((side, side), bool)], cores=cores,
+        )  # fmt: skip
+        outs.append((prepared.apply(batch)[0], sum(seen)))
+    (whole, n_all), (cored, n_core) = outs
+    assert 0 < n_core < n_all
+    keep = (slice(None), slice(core[0], core[1]), slice(core[2], core[3]))
+    assert_rounding_close(cored[keep], whole[keep], _terms(name))
+    assert not np.allclose(cored, whole)  # the margin did change: the skip is real

@@ -246,3 +246,32 @@ def test_stage_one_warm_starts_from_final_weights(name, tmp_path):
     full = small_model(name, stage=2).state_dict()
     own = first.state_dict()
     assert all(torch.equal(own[k], full[k]) for k in own)
+
+
+def test_ksdiff_block_chunks_its_mlp_without_changing_a_value():
+    """Without gradients the ConvNeXt block runs its per-pixel MLP in MLP_CHUNK-pixel
+    pieces (a ragged last one here): bit for bit what the whole-map path gives."""
+    from models.deep.ksdiff_parts import MLP_CHUNK, ConvNeXtBlock
+
+    torch.manual_seed(0)
+    block = ConvNeXtBlock(8, 7, 16, (1, 4, 2, 2)).eval()
+    x = torch.randn(3, 8, 40, 50)
+    z = torch.randn(3, 16, 16)
+    assert 3 * 40 * 50 > MLP_CHUNK and (3 * 40 * 50) % MLP_CHUNK
+    with torch.no_grad():
+        chunked = block(x, z)
+    whole = block(x, z)  # gradients on: the whole maps at once
+    assert whole.requires_grad and torch.equal(chunked, whole.detach())
+
+
+def test_ksdiff_pointwise_is_the_1x1_convolution():
+    from models.deep.ksdiff_parts import Pointwise
+
+    torch.manual_seed(1)
+    layer = Pointwise(12, 20)
+    x = torch.randn(3, 12, 17, 9)
+    with torch.no_grad():
+        ref = torch.nn.functional.conv2d(x, layer.weight, layer.bias)
+        got = layer(x)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=12 * 1.2e-7 * float(ref.abs().max()))

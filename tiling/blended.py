@@ -119,7 +119,7 @@ class _Reader:
         b = self.reader.scene.n_bands
         ms = np.empty((n, b, ph, pw), dtype=np.float32)
         pan = np.empty((n, 1, ph, pw), dtype=np.float32)
-        valid, origins = [], []
+        valid, origins, cores = [], [], []
         ratio = self.reader.scene.ratio
         lr = np.empty((n, b, -(-ph // ratio), -(-pw // ratio)), np.float32) if self.lowres else None
         for k, (i, j) in enumerate(ids):
@@ -129,6 +129,8 @@ class _Reader:
             pan[k, 0] = t.pan
             valid.append(t.valid)
             origins.append((spec.row - spec.halo, spec.col - spec.halo))
+            r0, c0 = self.plan.rows.lead(i), self.plan.cols.lead(j)
+            cores.append((r0, r0 + self.plan.rows.core, c0, c0 + self.plan.cols.core))
             if lr is not None:
                 lr[k] = _fixed_count(t.samples(t.ms), lr.shape[2:])
         # The weights' normalisation, done here (off the forward pass's thread), in place;
@@ -136,7 +138,7 @@ class _Reader:
         for arr in (ms, pan) if lr is None else (ms, pan, lr):
             np.divide(arr, self.scale, out=arr)
             np.nan_to_num(arr, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        return PatchBatch(ids, origins, ms, pan, valid, lr)
+        return PatchBatch(ids, origins, ms, pan, valid, lr, cores)
 
     def batches(self) -> Iterator[PatchBatch]:
         while True:

@@ -248,7 +248,9 @@ def _register_diffusion() -> None:
             extra={
                 **common,
                 "weights_finder": _weights_finder("ksdiff"),
-                "default_steps": 10,
+                # the quality-vs-steps curve (models/deep/weights/README.md): Landsat 7 Q2n
+                # 0.8906 / 0.8908 / 0.8909 at 1 / 2 / 5 steps, then flat to 50
+                "default_steps": 5,
                 "params_stage2_trainable": 272_664,
                 "notes": (
                     "PanNeXt-U width 32 with 4 modulated 7x7 ConvNeXt blocks, 16 latent "

@@ -19,6 +19,25 @@ from models.deep.common import conv
 from models.deep.nodiff import time_embedding
 
 LATENT_NORMS = ("batch", "layer")
+#: Pixels per chunk of a ConvNeXt block's per-pixel MLP at inference (see ConvNeXtBlock).
+MLP_CHUNK = 4096
+
+
+class Pointwise(nn.Conv2d):
+    """A 1x1 convolution (the same parameters, so the same state-dict names) computed as
+    one batched matrix product, ``W x + b`` per image on its ``(C, H W)`` view: the same
+    sums as ``nn.Conv2d`` up to float rounding. Why: on the CPU, torch's 1x1 convolution
+    on (32, 32, 64, 64) maps took about 5 x as long as ``baddbmm`` on the same data."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, ci, h, w = x.shape
+        co = self.out_channels
+        weight = self.weight.view(1, co, ci).expand(n, co, ci)
+        bias = self.bias.view(1, co, 1).expand(n, co, h * w)
+        return torch.baddbmm(bias, weight, x.reshape(n, ci, h * w)).view(n, co, h, w)
 
 
 class LatentStandardise(nn.Module):
@@ -68,10 +87,10 @@ class LinearCrossAttention(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.q = nn.Conv2d(dim, dim, 1)
-        self.k = nn.Conv2d(dim, dim, 1)
-        self.v = nn.Conv2d(dim, dim, 1)
-        self.out = nn.Conv2d(dim, dim, 1)
+        self.q = Pointwise(dim, dim)
+        self.k = Pointwise(dim, dim)
+        self.v = Pointwise(dim, dim)
+        self.out = Pointwise(dim, dim)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n, d, h, w = x.shape
@@ -90,7 +109,7 @@ class GuidedStage(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.attend = LinearCrossAttention(dim)
-        self.proj = nn.Conv2d(dim, dim, 1)
+        self.proj = Pointwise(dim, dim)
         self.gate = conv(2 * dim, dim, 3)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -294,7 +313,14 @@ class KernelModulation(nn.Module):
 class ConvNeXtBlock(nn.Module):
     """ConvNeXt block (Liu et al. CVPR 2022): depthwise ``k x k`` (here modulated per
     sample by :class:`KernelModulation`), LayerNorm, 1x1 to 4C, GELU, 1x1 back, a layer
-    scale (init 0.1), residual."""
+    scale (init 0.1), residual.
+
+    Without gradients the per-pixel part (LayerNorm to the second 1x1) runs on
+    :data:`MLP_CHUNK` pixels at a time: each pixel's result is the same (bit for bit:
+    tested), and the 4C-wide hidden maps of a chunk stay in the CPU's cache instead of
+    going through memory whole (the block took about half the time on (32, 32, 64, 64)
+    maps). With gradients the whole maps go through at once, as autograd needs them.
+    """
 
     def __init__(
         self,
@@ -323,5 +349,17 @@ class ConvNeXtBlock(nn.Module):
             padding=self.k // 2,
             groups=n * c,
         ).view(n, c, h, w)
-        y = self.pw2(F.gelu(self.pw1(self.norm(y.permute(0, 2, 3, 1)))))
+        y = y.permute(0, 2, 3, 1)
+        if torch.is_grad_enabled():
+            y = self.mlp(y)
+        else:
+            y = y.reshape(-1, c)
+            out = torch.empty_like(y)
+            for i in range(0, y.shape[0], MLP_CHUNK):
+                out[i : i + MLP_CHUNK] = self.mlp(y[i : i + MLP_CHUNK])
+            y = out.view(n, h, w, c)
         return x + (self.scale * y).permute(0, 3, 1, 2)
+
+    def mlp(self, y: torch.Tensor) -> torch.Tensor:
+        """The per-pixel part on channels-last values (..., C)."""
+        return self.pw2(F.gelu(self.pw1(self.norm(y))))

@@ -124,7 +124,13 @@ class WindowedDiffusion(DeepModel):
 
     def apply(self, batch: PatchBatch) -> np.ndarray:
         """Every patch's windows sampled and blended; ``ms_up`` where no window reaches
-        (the patch's outer margin, which the engine drops)."""
+        (the patch's outer margin, which the engine drops).
+
+        Only windows that touch a patch's core (``batch.cores``, the pixels the engine
+        keeps) are sampled: with the margin equal to the window, a window wholly in the
+        margin weighs on no kept pixel, and skipping it leaves the kept pixels as they
+        were while saving that window's whole reverse process.
+        """
         import torch
 
         win, ramp = self.window, self.ramp
@@ -134,9 +140,15 @@ class WindowedDiffusion(DeepModel):
         n, b, ph, pw = batch.ms.shape
         jobs: list[tuple[int, int, int, int, int]] = []  # (patch, r, c, abs row, abs col)
         for k, (r0, c0) in enumerate(batch.origins):
+            lo_r, hi_r, lo_c, hi_c = batch.cores[k] if batch.cores else (0, ph, 0, pw)
             for ar in window_starts(int(r0), ph, win, stride):
+                r = ar - int(r0)
+                if r >= hi_r or r + win <= lo_r:
+                    continue
                 for ac in window_starts(int(c0), pw, win, stride):
-                    jobs.append((k, ar - int(r0), ac - int(c0), ar, ac))
+                    c = ac - int(c0)
+                    if c < hi_c and c + win > lo_c:
+                        jobs.append((k, r, c, ar, ac))
         acc = np.zeros((n, b, ph, pw), np.float32)
         wsum = np.zeros((n, 1, ph, pw), np.float32)
         step = self.chunk()
