@@ -18,6 +18,7 @@ from models.registry import model_names
 from tests.cli import one_line_error, run_cli
 from tests.diffusion_weights import small_model, write_weights
 from tests.floats import accumulation_length, assert_rounding_close
+from tests.prepared import prepared_method
 from tiling.fuse import FuseOptions, fuse_files
 from tiling.patches import plan_patches
 
@@ -138,19 +139,6 @@ def test_no_weights_for_the_sensor_offers_what_the_model_takes(name, scene, tmp_
     assert not out.exists()
 
 
-def _prepared(scene, weights, name):
-    from models.protocol import RunSettings
-    from raster.scene import open_scene
-    from tiling.executor import context_for, prepare
-    from tiling.fuse import build_context, resolve_sensor
-
-    sc = open_scene(scene.pan, scene.ms)
-    sensor = resolve_sensor(sc, None)
-    ctx = build_context(sc, sensor, FuseOptions(), 16)
-    settings = RunSettings(weights=str(weights), device="cpu", seed=3, steps=STEPS)
-    return prepare(name, sc, context_for(sc, ctx, sensor.name, settings, threads=1))
-
-
 @pytest.mark.parametrize("name", DIFFUSION)
 def test_windows_wholly_in_the_margin_are_skipped(name, scene, tmp_path):
     """apply() with the patch's core given samples fewer windows and keeps the core's
@@ -158,7 +146,10 @@ def test_windows_wholly_in_the_margin_are_skipped(name, scene, tmp_path):
     window grid (origin 0), so its first row and column of windows lie in the margin."""
     from models.protocol import PatchBatch
 
-    prepared = _prepared(scene, write_weights(name, tmp_path / "w.safetensors"), name)
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    prepared = prepared_method(
+        scene.pan, scene.ms, name, weights=str(weights), device="cpu", seed=3, steps=STEPS
+    )
     win = prepared.window
     side = 4 * win
     rng = np.random.default_rng(2)

@@ -17,11 +17,11 @@ import pytest
 import rasterio
 import torch
 
-from models.protocol import BLENDED, PatchBatch, RunSettings
+from models.protocol import BLENDED, PatchBatch
 from models.registry import model_names
-from raster.scene import open_scene
 from tests.cli import one_line_error, run_cli
 from tests.floats import accumulation_length, assert_rounding_close, atol_for
+from tests.prepared import prepared_method
 from tests.toy_diffusion import (  # noqa: F401 - toy_diffusion_fixture is the fixture
     TOY_NAME,
     TOY_STEPS,
@@ -30,8 +30,7 @@ from tests.toy_diffusion import (  # noqa: F401 - toy_diffusion_fixture is the f
     registered_toy,
     toy_diffusion_fixture,
 )
-from tiling.executor import context_for, prepare
-from tiling.fuse import FuseOptions, build_context, fuse_files, resolve_sensor
+from tiling.fuse import FuseOptions, fuse_files
 from tiling.patches import AxisPlan, plan_patches
 
 SHAPE = (300, 276)  # a multiple of the ratio (make_scene keeps whole MS pixels), of no patch
@@ -169,11 +168,10 @@ def test_models_lists_the_toy_only_while_registered(tmp_path, capsys):
 
 # -- the prepared method and apply() ----------------------------------------------------
 def _prepared(scene_paths, toy: Toy, seed: int = 3):
-    scene = open_scene(scene_paths.pan, scene_paths.ms)
-    sensor = resolve_sensor(scene, None)
-    ctx = build_context(scene, sensor, FuseOptions(), 16)
-    settings = RunSettings(weights=str(toy.weights), device="cpu", seed=seed)
-    return prepare(toy.name, scene, context_for(scene, ctx, sensor.name, settings, threads=1))
+    return prepared_method(
+        scene_paths.pan, scene_paths.ms, toy.name, weights=str(toy.weights), device="cpu",
+        seed=seed,
+    )  # fmt: skip
 
 
 def test_prepared_spec_halo_is_steps_times_the_denoisers(scene, toy_diffusion):
