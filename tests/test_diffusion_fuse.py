@@ -176,3 +176,42 @@ def test_windows_wholly_in_the_margin_are_skipped(name, scene, tmp_path):
     keep = (slice(None), slice(core[0], core[1]), slice(core[2], core[3]))
     assert_rounding_close(cored[keep], whole[keep], _terms(name))
     assert not np.allclose(cored, whole)  # the margin did change: the skip is real
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_cpu_forwards_hold_few_windows_and_the_chunk_changes_no_value(
+    name, scene, tmp_path, monkeypatch
+):
+    """On the CPU the windows go through in small forwards (cache-sized, see
+    WINDOW_CPU_BUDGET_BYTES), on a GPU in large ones; how many windows share a forward
+    changes no pixel beyond float rounding."""
+    import dataclasses
+
+    import torch
+
+    from models.iterative import windowed
+    from models.protocol import PatchBatch
+
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    prepared = prepared_method(
+        scene.pan, scene.ms, name, weights=str(weights), device="cpu", seed=3, steps=STEPS
+    )
+    on_gpu = dataclasses.replace(prepared, device=torch.device("cuda"))
+    ratio = windowed.WINDOW_BUDGET_BYTES // windowed.WINDOW_CPU_BUDGET_BYTES
+    assert prepared.chunk() >= 1 and on_gpu.chunk() >= ratio * prepared.chunk() > 1
+    win = prepared.window
+    side = 3 * win
+    rng = np.random.default_rng(4)
+    field = rng.uniform(0.02, 0.05, (5, side, side)).astype(np.float32)
+
+    def applied() -> np.ndarray:
+        batch = PatchBatch(
+            [(0, 0)], [(0, 0)], field[None, :4].copy(), field[None, 4:].copy(),
+            [np.ones((side, side), bool)],
+        )  # fmt: skip
+        return prepared.apply(batch)[0]
+
+    chunked = applied()
+    monkeypatch.setattr(windowed, "WINDOW_CPU_BUDGET_BYTES", 1)  # one window per forward
+    assert prepared.chunk() == 1
+    assert_rounding_close(applied(), chunked, _terms(name))

@@ -20,7 +20,7 @@ from models.iterative.ddim import DDIMScheduler
 from models.iterative.schedules import make_schedule
 from models.registry import create_model, get_entry, model_names
 from tests.diffusion_weights import SMALL, small_model
-from tests.floats import assert_rounding_close
+from tests.floats import accumulation_length, assert_rounding_close
 
 DIFFUSION = model_names("diffusion")
 P = 28
@@ -263,6 +263,33 @@ def test_ksdiff_block_chunks_its_mlp_without_changing_a_value():
         chunked = block(x, z)
     whole = block(x, z)  # gradients on: the whole maps at once
     assert whole.requires_grad and torch.equal(chunked, whole.detach())
+
+
+def test_ksdiff_block_is_the_nchw_block_computed_channels_last():
+    """The block runs channels-last with one depthwise call per sample: the same values,
+    within rounding, as the plain NCHW formula (all samples' kernels as one grouped
+    convolution, the MLP on a transposed copy)."""
+    from torch.nn import functional as F
+
+    from models.deep.ksdiff_parts import ConvNeXtBlock
+
+    torch.manual_seed(2)
+    block = ConvNeXtBlock(8, 7, 16, (1, 4, 2, 2)).eval()
+    with torch.no_grad():
+        block.modulate.core[-1].weight.normal_(0, 0.1)  # a modulation that is not 1
+        x = torch.randn(3, 8, 20, 18)
+        z = torch.randn(3, 16, 16)
+        n, c, h, w = x.shape
+        kernel = block.dw.weight[None] * block.modulate(z, x)
+        y = F.conv2d(
+            x.reshape(1, n * c, h, w), kernel.reshape(n * c, 1, 7, 7), block.dw.bias.repeat(n),
+            padding=3, groups=n * c,
+        ).view(n, c, h, w)  # fmt: skip
+        ref = x + (block.scale * block.mlp(y.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        got = block(x, z)
+    assert not torch.equal(kernel, block.dw.weight[None].expand_as(kernel))
+    assert got.shape == ref.shape
+    assert_rounding_close(got, ref, accumulation_length(block))
 
 
 def test_ksdiff_pointwise_is_the_1x1_convolution():

@@ -249,13 +249,13 @@ def _register_diffusion() -> None:
                 **common,
                 "weights_finder": _weights_finder("ksdiff"),
                 # the quality-vs-steps curve (models/deep/weights/README.md): Landsat 7 Q2n
-                # 0.8906 / 0.8908 / 0.8909 at 1 / 2 / 5 steps, then flat to 50
+                # 0.8950 / 0.8953 / 0.8954 at 1 / 2 / 5 steps, then flat to 50
                 "default_steps": 5,
                 "params_stage2_trainable": 272_664,
                 "notes": (
                     "PanNeXt-U width 32 with 4 modulated 7x7 ConvNeXt blocks, 16 latent "
                     "tokens of 32, Tucker ranks (1, 4, 2, 2); x0 prediction, cosine T=1000; "
-                    "64-pixel grid windows blended over 16-pixel ramps"
+                    "64-pixel grid windows blended over 8-pixel ramps"
                 ),
             },
         ),

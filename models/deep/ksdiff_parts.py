@@ -23,21 +23,36 @@ LATENT_NORMS = ("batch", "layer")
 MLP_CHUNK = 4096
 
 
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with NHWC strides (``torch.channels_last``; a no-op when it has them).
+
+    Why KSDiff runs channels-last: on the CPU, oneDNN's convolutions took 0.56 x
+    (depthwise 7x7) to 0.59 x (3x3, 64 -> 32 maps) of their NCHW time on the sampler's
+    windows, and the per-pixel layers (1x1 convolutions, the ConvNeXt MLP) then work on
+    contiguous ``(..., C)`` rows instead of transposed copies
+    (``benchmarks/deep_models.py`` gives the model's time per megapixel).
+    """
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class Pointwise(nn.Conv2d):
     """A 1x1 convolution (the same parameters, so the same state-dict names) computed as
-    one batched matrix product, ``W x + b`` per image on its ``(C, H W)`` view: the same
-    sums as ``nn.Conv2d`` up to float rounding. Why: on the CPU, torch's 1x1 convolution
-    on (32, 32, 64, 64) maps took about 5 x as long as ``baddbmm`` on the same data."""
+    one matrix product per pixel, ``W x + b`` on the channels-last ``(N, H, W, C)`` view:
+    the same sums as ``nn.Conv2d`` up to float rounding. Why: on the CPU, torch's 1x1
+    convolution on (32, 32, 64, 64) maps took about 5 x as long as the matrix product;
+    on channels-last input (:func:`channels_last`) the view needs no copy, and the
+    output keeps channels-last strides."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, ci, h, w = x.shape
-        co = self.out_channels
-        weight = self.weight.view(1, co, ci).expand(n, co, ci)
-        bias = self.bias.view(1, co, 1).expand(n, co, h * w)
-        return torch.baddbmm(bias, weight, x.reshape(n, ci, h * w)).view(n, co, h, w)
+        return self.rows(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer on channels-last values ``(..., C_in) -> (..., C_out)``."""
+        weight = self.weight.view(self.out_channels, self.in_channels)
+        return F.linear(x, weight, self.bias)
 
 
 class LatentStandardise(nn.Module):
@@ -94,12 +109,14 @@ class LinearCrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n, d, h, w = x.shape
-        q = self.q(x).flatten(2).softmax(dim=1)  # (N, d, HW), over channels
-        k = self.k(y).flatten(2).softmax(dim=2)  # over positions
-        v = self.v(y).flatten(2)
-        a = torch.bmm(k, v.transpose(1, 2))  # (N, d, d): sum over positions
-        o = torch.bmm(a.transpose(1, 2), q)  # (N, d, HW)
-        return self.out(o.view(n, d, h, w))
+        xr = x.permute(0, 2, 3, 1).reshape(n, h * w, d)  # views of channels-last maps
+        yr = y.permute(0, 2, 3, 1).reshape(n, h * w, d)
+        q = self.q.rows(xr).softmax(dim=2)  # (N, HW, d), over channels
+        k = self.k.rows(yr).softmax(dim=1)  # over positions
+        v = self.v.rows(yr)
+        a = torch.bmm(k.transpose(1, 2), v)  # (N, d, d): sum over positions
+        o = torch.bmm(q, a)  # (N, HW, d)
+        return self.out.rows(o).view(n, h, w, d).permute(0, 3, 1, 2)
 
 
 class GuidedStage(nn.Module):
@@ -176,8 +193,11 @@ class PLFE(nn.Module):
         """The tokens before the final standardisation (N, S, C_z)."""
         if self.norm is not None:
             inputs, guide = window_standardised(inputs, guide)
-        xs = [F.gelu(stem(x)) for stem, x in zip(self.stems, inputs, strict=True)]
-        y = F.gelu(self.guide_stem(guide))
+        xs = [
+            channels_last(F.gelu(stem(channels_last(x))))
+            for stem, x in zip(self.stems, inputs, strict=True)
+        ]
+        y = channels_last(F.gelu(self.guide_stem(channels_last(guide))))
         for stage, down in zip(self.stages, self.down, strict=True):
             xs = [F.gelu(d(s(x, y))) for s, d, x in zip(stage, down, xs, strict=True)]
             y = F.interpolate(y, size=xs[0].shape[-2:], mode="bilinear", align_corners=False)
@@ -341,24 +361,25 @@ class ConvNeXtBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
+        x = channels_last(x)
         kernel = self.dw.weight[None] * self.modulate(z, x)  # (N, C, 1, k, k)
-        y = F.conv2d(
-            x.reshape(1, n * c, h, w),
-            kernel.reshape(n * c, 1, self.k, self.k),
-            self.dw.bias.repeat(n),
-            padding=self.k // 2,
-            groups=n * c,
-        ).view(n, c, h, w)
-        y = y.permute(0, 2, 3, 1)
+        y = torch.cat(  # each sample with its own kernels: a view, no batch-to-group copy
+            [
+                F.conv2d(x[i : i + 1], kernel[i], self.dw.bias, padding=self.k // 2, groups=c)
+                for i in range(n)
+            ]
+        )
+        rows, x_rows = y.permute(0, 2, 3, 1), x.permute(0, 2, 3, 1)  # (N, H, W, C) views
         if torch.is_grad_enabled():
-            y = self.mlp(y)
+            out = torch.addcmul(x_rows, self.scale, self.mlp(rows))
         else:
-            y = y.reshape(-1, c)
-            out = torch.empty_like(y)
-            for i in range(0, y.shape[0], MLP_CHUNK):
-                out[i : i + MLP_CHUNK] = self.mlp(y[i : i + MLP_CHUNK])
-            y = out.view(n, h, w, c)
-        return x + (self.scale * y).permute(0, 3, 1, 2)
+            rows, x_rows = rows.reshape(-1, c), x_rows.reshape(-1, c)
+            out = torch.empty_like(rows)
+            for i in range(0, rows.shape[0], MLP_CHUNK):
+                part = slice(i, i + MLP_CHUNK)
+                out[part] = torch.addcmul(x_rows[part], self.scale, self.mlp(rows[part]))
+            out = out.view(n, h, w, c)
+        return out.permute(0, 3, 1, 2)
 
     def mlp(self, y: torch.Tensor) -> torch.Tensor:
         """The per-pixel part on channels-last values (..., C)."""

@@ -25,9 +25,10 @@ Hann window above): windows are then ``stride = window - R`` apart and weigh
     w(x) = sin^2(pi (x + 1/2) / (2 R))  for x < R,  1 in the middle,  mirrored at the end,
 
 again a partition of unity (each ramp meets its neighbour's complement), with
-``(window / stride)^2`` windows per pixel instead of 4 (KSDiff: 64-pixel windows,
-16-pixel ramps, 1.78): worth it where only the window's border is unreliable (zero
-padding), not for a global operator whose wrap-around touches the whole window.
+``(window / stride)^2`` windows per pixel instead of 4 (NODiff: 64-pixel windows,
+16-pixel ramps, 1.78; KSDiff: 8-pixel ramps, 1.31): worth it where only the window's
+border is unreliable (zero padding), not for a global operator whose wrap-around
+touches the whole window.
 
 The network provides ``generate(ms_up, pan, scheduler, noise) -> fused`` for a batch of
 windows (the DDIM step rule stays in the scheduler); ``noise(step, channels, spatial)``
@@ -50,8 +51,14 @@ from models.deep.method import DeepModel, fitting_weights, prepare_network
 from models.protocol import MethodSpec, PatchBatch, PrepareContext
 from models.registry import Entry, ModelInfo, register_model
 
-#: Bytes one window may take in a forward pass, per pixel and feature map, fp32.
+#: Bytes the windows of one forward pass may take (``MAPS_PER_WIDTH`` fp32 maps per
+#: feature channel each), on a GPU and on the CPU. The CPU's is small on purpose: with
+#: the maps of a few windows in the processor's cache, forwards of 64 windows of 64^2
+#: took 1.77 x (KSDiff) and 1.73 x (NODiff) the time per window of the 12 and 16 that
+#: this budget gives, which were within 1.5 % of the best size measured
+#: (``python3 benchmarks/window_chunks.py``, 2 cores, 5 steps).
 WINDOW_BUDGET_BYTES = 256 << 20
+WINDOW_CPU_BUDGET_BYTES = 48 << 20
 MAPS_PER_WIDTH = 8  # activations alive per feature channel in a denoiser step
 
 
@@ -117,10 +124,13 @@ class WindowedDiffusion(DeepModel):
         }
 
     def chunk(self) -> int:
-        """Windows per forward pass within :data:`WINDOW_BUDGET_BYTES`."""
+        """Windows per forward pass within :data:`WINDOW_BUDGET_BYTES` (on the CPU
+        :data:`WINDOW_CPU_BUDGET_BYTES`)."""
         width = int(self.card.kwargs.get("width", 32))
         per = self.window**2 * 4 * MAPS_PER_WIDTH * max(width, 1)
-        return max(1, WINDOW_BUDGET_BYTES // per)
+        on_cpu = self.device is None or getattr(self.device, "type", "cpu") == "cpu"
+        budget = WINDOW_CPU_BUDGET_BYTES if on_cpu else WINDOW_BUDGET_BYTES
+        return max(1, budget // per)
 
     def apply(self, batch: PatchBatch) -> np.ndarray:
         """Every patch's windows sampled and blended; ``ms_up`` where no window reaches

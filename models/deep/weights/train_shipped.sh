@@ -38,6 +38,8 @@ budget() {  # pansharp train options bounding model $1 on set $2
     landsat7:premix-b) echo "--time-limit 360" ;;
     landsat7-more:premix-b) echo "--time-limit 600" ;;
     landsat7-more:premix-h) echo "--time-limit 870" ;;
+    # KSDiff: stage 2 continued (1213 + 580 s of stage 2 in all, at a lower peak rate)
+    landsat7-more:ksdiff) echo "--time-limit 580 --stage 2 --lr 0.0003" ;;
     landsat8:premix-h) echo "--time-limit 600" ;;
     landsat8:pnn | landsat8:lagnet) echo "--time-limit 360" ;;
     landsat8:otpnet) echo "--time-limit 300" ;;
@@ -91,10 +93,12 @@ for set in $SETS; do
       landsat7)
         run "$m" landsat7 "$OUT/${m}_landsat7.safetensors" \
           "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2
-        # a second run, warm-started from the first
-        if { [ "$m" = premix-b ] || [ "$m" = premix-h ]; } && [ "$RAN" = 1 ]; then
+        # a second run, warm-started from the first (KSDiff's with seed 1: session 18)
+        if { [ "$m" = premix-b ] || [ "$m" = premix-h ] || [ "$m" = ksdiff ]; } && [ "$RAN" = 1 ]; then
           mv "$OUT/${m}_landsat7.safetensors" "$OUT/.${m}_landsat7.first.safetensors"
-          run "$m" landsat7-more "$OUT/${m}_landsat7.safetensors" \
+          more_seed=$SEED
+          if [ "$m" = ksdiff ]; then more_seed=1; fi
+          SEED=$more_seed run "$m" landsat7-more "$OUT/${m}_landsat7.safetensors" \
             "$OUT/landsat7_train.csv" --sensor landsat7 --ratio 2 \
             --init "$OUT/.${m}_landsat7.first.safetensors"
           rm -f "$OUT/.${m}_landsat7.first.safetensors"
