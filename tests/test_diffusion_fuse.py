@@ -215,3 +215,35 @@ def test_cpu_forwards_hold_few_windows_and_the_chunk_changes_no_value(
     monkeypatch.setattr(windowed, "WINDOW_CPU_BUDGET_BYTES", 1)  # one window per forward
     assert prepared.chunk() == 1
     assert_rounding_close(applied(), chunked, _terms(name))
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_precision_reaches_the_sampler_as_autocast(name, scene, tmp_path, monkeypatch):
+    """``--precision bf16`` is not dropped by the windowed sampler: every forward runs
+    under ``runtime.autocast(device, precision)`` (CUDA autocast there; on this CPU a
+    no-op, so the recorded arguments are what can be checked without a GPU)."""
+    import contextlib
+
+    from models.deep import runtime
+    from models.protocol import PatchBatch
+
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    prepared = prepared_method(
+        scene.pan, scene.ms, name, weights=str(weights), device="cpu", seed=3, steps=1,
+        precision="bf16",
+    )  # fmt: skip
+    seen: list[tuple[str, str]] = []
+
+    def recording(device, precision):
+        seen.append((device.type, precision))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(runtime, "autocast", recording)
+    side = 2 * prepared.window
+    field = np.full((5, side, side), 0.03, np.float32)
+    batch = PatchBatch(
+        [(0, 0)], [(0, 0)], field[None, :4].copy(), field[None, 4:].copy(),
+        [np.ones((side, side), bool)],
+    )  # fmt: skip
+    prepared.apply(batch)
+    assert seen and set(seen) == {("cpu", "bf16")}

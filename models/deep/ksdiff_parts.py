@@ -132,7 +132,9 @@ class GuidedStage(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         py = self.proj(y)
         g = torch.sigmoid(self.gate(torch.cat([x, py], dim=1)))
-        return g * x + (1.0 - g) * py + self.attend(x, y)
+        # g x + (1 - g) Proj(y) as one pass over the maps (lerp's backward needs only its
+        # inputs, so the sum may go into its result)
+        return torch.lerp(py, x, g).add_(self.attend(x, y))
 
 
 class PLFE(nn.Module):

@@ -140,8 +140,14 @@ class WindowedDiffusion(DeepModel):
         keeps) are sampled: with the margin equal to the window, a window wholly in the
         margin weighs on no kept pixel, and skipping it leaves the kept pixels as they
         were while saving that window's whole reverse process.
+
+        ``--precision fp16|bf16`` runs the networks under CUDA autocast
+        (:func:`models.deep.runtime.autocast`, a no-op on the CPU); the denoisers hand
+        the step rule float32, so the sampler's arithmetic stays float32.
         """
         import torch
+
+        from models.deep.runtime import autocast
 
         win, ramp = self.window, self.ramp
         stride = win - ramp
@@ -167,7 +173,7 @@ class WindowedDiffusion(DeepModel):
             ms = np.stack([batch.ms[k, :, r : r + win, c : c + win] for k, r, c, _, _ in part])
             pan = np.stack([batch.pan[k, :, r : r + win, c : c + win] for k, r, c, _, _ in part])
             origins = [(ar, ac) for _, _, _, ar, ac in part]
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.device, self.settings.precision):
                 fused = self.model.generate(
                     torch.from_numpy(ms).to(self.device),
                     torch.from_numpy(pan).to(self.device),
