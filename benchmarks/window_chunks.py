@@ -4,10 +4,10 @@ The peer is the chunk size itself: each diffusion model (randomly initialised, 6
 its card's default window) runs its whole sampler (``generate``, ``--steps`` DDIM steps)
 on ``--windows`` random windows, cut into forwards of each ``--chunks`` size, round
 robin for ``--repeat`` rounds; the best time of each size is reported, and its ratio to
-the chunk :meth:`models.iterative.windowed.WindowedDiffusion.chunk` picks on this
-device. Why it matters: on the CPU the maps of a few windows stay in the processor's
-cache, so many small forwards beat one large one (the value of
-``WINDOW_CPU_BUDGET_BYTES``).
+the chunk the sampler picks on this device
+(:func:`models.iterative.windowed.windows_per_forward`). Why it matters: on the CPU the
+maps of a few windows stay in the processor's cache, so many small forwards beat one
+large one (the value of ``WINDOW_CPU_BUDGET_BYTES``).
 
 Usage: ``python3 benchmarks/window_chunks.py [--models ksdiff,nodiff] [--windows 128]``
 Prints one JSON line per model and chunk size.
@@ -28,24 +28,12 @@ import torch  # noqa: E402
 import models.deep  # noqa: E402, F401  (registers the networks; imports windowed in order)
 from models.iterative.ddim import DDIMScheduler  # noqa: E402
 from models.iterative.schedules import make_schedule  # noqa: E402
-from models.iterative.windowed import (  # noqa: E402
-    MAPS_PER_WIDTH,
-    WINDOW_BUDGET_BYTES,
-    WINDOW_CPU_BUDGET_BYTES,
-)
+from models.iterative.windowed import windows_per_forward  # noqa: E402
 from models.registry import create_model  # noqa: E402
 
 #: constructor settings that make a random network runnable (NODiff's gain is set by
 #: training from the data; 1 here)
 SETTINGS = {"nodiff": {"residual_gain": 1.0}}
-
-
-def chosen_chunk(net: torch.nn.Module, device: torch.device) -> int:
-    """What ``WindowedDiffusion.chunk`` picks for this network and device."""
-    width = int(net.config.get("width", 32))
-    per = int(net.window) ** 2 * 4 * MAPS_PER_WIDTH * max(width, 1)
-    budget = WINDOW_CPU_BUDGET_BYTES if device.type == "cpu" else WINDOW_BUDGET_BYTES
-    return max(1, budget // per)
 
 
 def sampler_seconds(
@@ -89,7 +77,7 @@ def main() -> None:
             args.steps,
             prediction=str(net.config["prediction"]),
         )
-        chosen = chosen_chunk(net, device)
+        chosen = windows_per_forward(int(net.window), int(net.config.get("width", 32)), device.type)
         sizes = sorted({*(int(c) for c in args.chunks.split(",")), chosen})
         best = {c: float("inf") for c in sizes}
         sampler_seconds(net, sched, sizes[0], sizes[0], device)  # warm-up

@@ -129,8 +129,7 @@ class _Reader:
             pan[k, 0] = t.pan
             valid.append(t.valid)
             origins.append((spec.row - spec.halo, spec.col - spec.halo))
-            r0, c0 = self.plan.rows.lead(i), self.plan.cols.lead(j)
-            cores.append((r0, r0 + self.plan.rows.core, c0, c0 + self.plan.cols.core))
+            cores.append((*self.plan.rows.span(i), *self.plan.cols.span(j)))
             if lr is not None:
                 lr[k] = _fixed_count(t.samples(t.ms), lr.shape[2:])
         # The weights' normalisation, done here (off the forward pass's thread), in place;

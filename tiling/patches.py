@@ -113,6 +113,11 @@ class AxisPlan:
     def core_start(self, i: int) -> int:
         return self.starts[i] + self.lead(i)
 
+    def span(self, i: int) -> tuple[int, int]:
+        """``(first, end)`` of patch ``i``'s core in its read window: its pixels with a
+        non-zero weight."""
+        return self.lead(i), self.lead(i) + self.core
+
     def weights(self, i: int) -> np.ndarray:
         """1-D window of patch ``i``: 0 in the margin, cosine ramps towards neighbours."""
         w = np.zeros(self.patch, dtype=np.float32)

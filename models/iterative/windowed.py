@@ -62,6 +62,15 @@ WINDOW_CPU_BUDGET_BYTES = 48 << 20
 MAPS_PER_WIDTH = 8  # activations alive per feature channel in a denoiser step
 
 
+def windows_per_forward(window: int, width: int, device_type: str) -> int:
+    """Windows of side ``window`` whose ``MAPS_PER_WIDTH x width`` fp32 maps fit in one
+    forward's budget: :data:`WINDOW_CPU_BUDGET_BYTES` on the CPU, else
+    :data:`WINDOW_BUDGET_BYTES`."""
+    per = window**2 * 4 * MAPS_PER_WIDTH * max(width, 1)
+    budget = WINDOW_CPU_BUDGET_BYTES if device_type == "cpu" else WINDOW_BUDGET_BYTES
+    return max(1, budget // per)
+
+
 def blend_weights(window: int, ramp: int | None = None) -> np.ndarray:
     """The 1-D blend weights of a window (float64): ``sin^2`` ramps of ``ramp`` pixels
     (default ``window / 2``: the Hann window ``sin^2(pi (x + 1/2) / window)``) at both
@@ -124,13 +133,10 @@ class WindowedDiffusion(DeepModel):
         }
 
     def chunk(self) -> int:
-        """Windows per forward pass within :data:`WINDOW_BUDGET_BYTES` (on the CPU
-        :data:`WINDOW_CPU_BUDGET_BYTES`)."""
-        width = int(self.card.kwargs.get("width", 32))
-        per = self.window**2 * 4 * MAPS_PER_WIDTH * max(width, 1)
-        on_cpu = self.device is None or getattr(self.device, "type", "cpu") == "cpu"
-        budget = WINDOW_CPU_BUDGET_BYTES if on_cpu else WINDOW_BUDGET_BYTES
-        return max(1, budget // per)
+        """Windows per forward pass (:func:`windows_per_forward`)."""
+        return windows_per_forward(
+            self.window, int(self.card.kwargs.get("width", 32)), self.device.type
+        )
 
     def apply(self, batch: PatchBatch) -> np.ndarray:
         """Every patch's windows sampled and blended; ``ms_up`` where no window reaches
