@@ -26,11 +26,11 @@ MLP_CHUNK = 4096
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """``x`` with NHWC strides (``torch.channels_last``; a no-op when it has them).
 
-    Why KSDiff runs channels-last: on the CPU, oneDNN's convolutions took 0.56 x
-    (depthwise 7x7) to 0.59 x (3x3, 64 -> 32 maps) of their NCHW time on the sampler's
-    windows, and the per-pixel layers (1x1 convolutions, the ConvNeXt MLP) then work on
-    contiguous ``(..., C)`` rows instead of transposed copies
-    (``benchmarks/deep_models.py`` gives the model's time per megapixel).
+    Why KSDiff runs channels-last: on the CPU, oneDNN's convolutions are faster on NHWC
+    maps, and the per-pixel layers (1x1 convolutions, the ConvNeXt MLP) then work on
+    contiguous ``(..., C)`` rows instead of transposed copies (the measured fuse times
+    are in ``models/deep/weights/README.md``; ``benchmarks/deep_models.py`` gives the
+    model's time per megapixel).
     """
     return x.contiguous(memory_format=torch.channels_last)
 
