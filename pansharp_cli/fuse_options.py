@@ -89,7 +89,11 @@ def _declared(
     ] = 0,
     steps: Annotated[
         int | None,
-        typer.Option(help="Diffusion models: DDIM sampling steps (default: the model's).", min=1),
+        typer.Option(
+            help="Diffusion models: DDIM sampling steps (default: the weights' card's, "
+            "else the model's).",
+            min=1,
+        ),
     ] = None,
     adapt: Annotated[
         str | None,

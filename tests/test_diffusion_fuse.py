@@ -247,3 +247,52 @@ def test_precision_reaches_the_sampler_as_autocast(name, scene, tmp_path, monkey
     )  # fmt: skip
     prepared.apply(batch)
     assert seen and set(seen) == {("cpu", "bf16")}
+
+
+@pytest.mark.parametrize("name", DIFFUSION)
+def test_the_weights_default_steps_apply_without_steps(name, scene, tmp_path, capsys):
+    """A card's ``default_steps`` (written by with_sampler_settings, the tensors copied
+    as they are) is the sampler's step count when --steps is not given; --steps still
+    wins; a card without one takes the registry's."""
+    from models.deep.weights import load_state, with_sampler_settings
+    from models.registry import get_entry
+
+    weights = write_weights(name, tmp_path / "w.safetensors")
+    two = tmp_path / "w2.safetensors"
+    card = with_sampler_settings(weights, two, {"default_steps": 2})
+    assert card.kwargs["default_steps"] == 2
+    before, after = load_state(weights)[0], load_state(two)[0]
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)
+
+    registry = int(get_entry(name).info.extra["default_steps"])
+    assert registry != 2
+    for path, steps in ((weights, None), (two, None), (two, 3)):
+        prepared = prepared_method(scene.pan, scene.ms, name, weights=str(path), steps=steps)
+        expected = steps or (2 if path == two else registry)
+        assert prepared.steps == expected
+        assert prepared.tags()["PANSHARP_SAMPLER_STEPS"] == str(expected)
+
+    out = tmp_path / "o.tif"
+    args = ["fuse", scene.pan, *scene.ms, "-m", name, "--weights", str(two), "--seed", "3"]
+    code, _, err = run_cli(
+        [*args, "--tile", "256", "--dtype", "float32", "-q", "-o", str(out)], capsys
+    )
+    assert code == 0, err
+    with rasterio.open(out) as ds:
+        assert ds.tags()["PANSHARP_SAMPLER_STEPS"] == "2"
+        by_default = ds.read()
+    explicit = _fuse(scene, two, name, tmp_path / "two.tif", 256, steps=2)
+    assert np.array_equal(by_default, explicit)
+
+
+@pytest.mark.parametrize("setting", [{"default_steps": 0}, {"default_steps": 1001}, {"width": 4}])
+def test_sampler_settings_refused_before_anything_is_written(setting, tmp_path):
+    from errors import WeightsError
+    from models.deep.weights import with_sampler_settings
+
+    weights = write_weights("ksdiff", tmp_path / "w.safetensors")
+    dest = tmp_path / "new.safetensors"
+    with pytest.raises((WeightsError, ValueError), match=next(iter(setting))):
+        with_sampler_settings(weights, dest, setting)
+    assert not dest.exists()

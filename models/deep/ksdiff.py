@@ -79,6 +79,7 @@ class KSDiff(StagedDiffusionNet):
         T: int = 1000,
         schedule: str = "cosine",
         prediction: str = "x0",
+        default_steps: int | None = None,
     ) -> None:
         if int(window) % 4:
             raise ValueError(f"ksdiff: window must be a multiple of 4, got {window}")
@@ -100,6 +101,7 @@ class KSDiff(StagedDiffusionNet):
             T=T,
             schedule=schedule,
             prediction=prediction,
+            default_steps=default_steps,
         )
         b, c, lat = n_bands, int(width), int(latent)
         blk = (kernel, lat, ranks, bool(unit_factors))

@@ -220,6 +220,7 @@ class NODiff(StagedDiffusionNet):
         T: int = 1000,
         schedule: str = "cosine",
         prediction: str = "epsilon",
+        default_steps: int | None = None,
     ) -> None:
         if int(window) < 2 * int(modes) or int(window) % 2:
             raise ValueError(f"nodiff: window must be even and >= 2 x modes, got {window}")
@@ -240,6 +241,7 @@ class NODiff(StagedDiffusionNet):
             T=T,
             schedule=schedule,
             prediction=prediction,
+            default_steps=default_steps,
         )
         c, b = int(width), n_bands
         self.width = c

@@ -8,6 +8,14 @@ tensors load by name into a stage-2 network (:meth:`StagedDiffusionNet.warm_star
 and the card's kwargs rebuild exactly the network that was trained. Both sample on
 windows fixed to the scene's grid (:mod:`models.iterative.windowed`): ``window`` and
 ``window_ramp`` are part of the weights' configuration, and the halo is the window.
+
+``default_steps`` is the sampler's step count when ``--steps`` is not given (None: the
+registry's ``default_steps``). Why in the weights: the quality-against-steps curve is a
+property of the trained denoiser, not of the architecture. NODiff's Landsat 8 file
+improves with every step, while its Landsat 7 file is best at one step and loses with
+each added one (``models/deep/weights/README.md``). Like ``window_ramp`` it is a sampler
+setting that training never reads; ``models/deep/weights/set_sampler.py`` writes it
+into a card, chosen from the file's measured curve.
 """
 
 from __future__ import annotations
@@ -19,6 +27,10 @@ import torch
 from models.deep.common import PansharpNet
 
 STAGES = (1, 2)
+#: constructor arguments that only the sampler reads (training never does): a shipped
+#: file's card may be rewritten with new values without retraining
+#: (:func:`models.deep.weights.with_sampler_settings`)
+SAMPLER_SETTINGS = ("window_ramp", "default_steps")
 
 
 class StagedDiffusionNet(PansharpNet):
@@ -40,6 +52,7 @@ class StagedDiffusionNet(PansharpNet):
         T: int,
         schedule: str,
         prediction: str,
+        default_steps: int | None = None,
         **config: Any,
     ) -> None:
         if prediction != self.prediction:
@@ -53,9 +66,14 @@ class StagedDiffusionNet(PansharpNet):
                 f"{self.name}: window_ramp must be in 1..window / 2, got {window_ramp} "
                 f"for window {window}"
             )
+        if default_steps is not None and not 1 <= int(default_steps) <= int(T):
+            raise ValueError(
+                f"{self.name}: default_steps must be in 1..T = {T}, got {default_steps}"
+            )
         super().__init__(
             n_bands,
             **config,
+            default_steps=None if default_steps is None else int(default_steps),
             stage=int(stage),
             window=int(window),
             window_ramp=int(window_ramp),
@@ -79,6 +97,13 @@ class StagedDiffusionNet(PansharpNet):
     def window_ramp(self) -> int:
         """Width of the blend ramps at a window's borders."""
         return int(self.config["window_ramp"])
+
+    @property
+    def default_steps(self) -> int | None:
+        """The sampler's steps without ``--steps`` that these weights ask for (None:
+        the registry's)."""
+        steps = self.config.get("default_steps")
+        return None if steps is None else int(steps)
 
     @property
     def halo(self) -> int:

@@ -20,6 +20,7 @@ weights and checking their card against the scene (:func:`resolve_weights`,
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import threading
@@ -55,6 +56,7 @@ __all__ = [
     "resolve_weights",
     "save_tensors",
     "save_weights",
+    "with_sampler_settings",
 ]
 
 
@@ -82,6 +84,38 @@ def save_weights(path: Path | str, model: nn.Module, card: WeightsCard) -> Path:
         raise ValueError(f"card kwargs {card.kwargs} differ from the model's config {cfg}")
     save_tensors(path, dict(model.state_dict()), card.to_metadata())
     return Path(path)
+
+
+def with_sampler_settings(
+    path: Path | str, dest: Path | str, settings: dict[str, int | None]
+) -> WeightsCard:
+    """Write ``path``'s weights to ``dest`` with the sampler settings of its card's kwargs
+    replaced (:data:`models.deep.staged.SAMPLER_SETTINGS`: what training never reads,
+    so the tensors stay valid); the new card.
+
+    The new kwargs must build the network and the tensors must load into it strictly,
+    or nothing is written (WeightsError / ValueError). ``dest`` may be ``path``: the file
+    is replaced atomically (:func:`save_tensors`).
+    """
+    from models.deep.staged import SAMPLER_SETTINGS
+    from models.registry import create_model
+
+    unknown = sorted(set(settings) - set(SAMPLER_SETTINGS))
+    if unknown:
+        raise ValueError(
+            f"not sampler settings: {', '.join(unknown)} (valid: {', '.join(SAMPLER_SETTINGS)})"
+        )
+    tensors, meta = load_state(path)
+    card = WeightsCard.from_metadata(meta, path)
+    kwargs = {**card.kwargs, **settings}
+    try:
+        model = create_model(card.model, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: {settings} do not build {card.model}: {exc}") from exc
+    model.load_state_dict(tensors, strict=True)
+    new = dataclasses.replace(card, kwargs=dict(model.config))
+    save_tensors(dest, tensors, {**meta, **new.to_metadata()})
+    return new
 
 
 def load_state(path: Path | str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
