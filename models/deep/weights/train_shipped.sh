@@ -46,8 +46,8 @@ budget() {  # pansharp train options bounding model $1 on set $2
     # the diffusion models: per stage (pansharp train runs both, each with this budget)
     landsat8:nodiff | landsat8:ksdiff) echo "--time-limit 1500" ;;
     landsat7:ksdiff) echo "--time-limit 1200" ;;
-    # NODiff Landsat 7 (session 19: 3947 + 2000 steps, stage 2 ended by the default 2000
-    # steps at 1805 s); its card then gets default_steps=1 (below): best at one step
+    # NODiff Landsat 7 (session 19: 3947 steps in 1800 s + 2000 steps in 1805 s; the card
+    # then gets default_steps=1 (below): best at one step
     landsat7:nodiff) echo "--time-limit 1800" ;;
     ratio4:nodiff | ratio4:ksdiff) echo "--time-limit 300" ;;
     ratio4:pnn | ratio4:lagnet) echo "--time-limit 240" ;;
