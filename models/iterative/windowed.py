@@ -261,18 +261,13 @@ def windowed(info: ModelInfo, deep: DeepModel) -> WindowedDiffusion:
     ``--steps``; without it the weights' ``default_steps`` (their card's, chosen from
     that file's quality-against-steps curve, :mod:`models.deep.staged`), else the
     registry's."""
-    steps = deep.settings.steps or sampler_default(deep.model) or int(info.extra["default_steps"])
+    own = getattr(deep.model, "default_steps", None)  # StagedDiffusionNet.default_steps
+    steps = deep.settings.steps or own or int(info.extra["default_steps"])
     check_steps(steps, int(deep.card.kwargs.get("T", 1000)))
     # the network's config: the card's kwargs plus the defaults of settings newer than it
     sched, desc = scheduler_for(dict(deep.model.config), steps)
     base = {f.name: getattr(deep, f.name) for f in dataclasses.fields(DeepModel)}
     return WindowedDiffusion(**base, scheduler=sched, describe=desc)
-
-
-def sampler_default(model: Any) -> int | None:
-    """The step count a network's weights ask for without ``--steps`` (None: none)."""
-    steps = getattr(model, "default_steps", None)
-    return None if steps is None else int(steps)
 
 
 def check_steps(steps: int, T: int) -> None:
