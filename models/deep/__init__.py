@@ -249,7 +249,7 @@ def _register_diffusion() -> None:
                 **common,
                 "weights_finder": _weights_finder("ksdiff"),
                 # the quality-vs-steps curve (models/deep/weights/README.md): Landsat 7 Q2n
-                # 0.8950 / 0.8953 / 0.8954 at 1 / 2 / 5 steps, then flat to 50
+                # 0.8949 / 0.8952 / 0.8953 at 1 / 2 / 5 steps, then flat to 50
                 "default_steps": 5,
                 "params_stage2_trainable": 272_664,
                 "notes": (
